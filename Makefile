@@ -1,0 +1,35 @@
+# The two commands of the README: `make demo` and `make test`. Everything else is a helper.
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+
+.PHONY: setup demo test lint typecheck unit bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed  ## create .venv and install the project with its dev tools
+
+demo: setup  ## decide the demo stream offline and explain every decision
+	$(BIN)/sharing-guard explain examples/demo.jsonl
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest
+
+test: lint typecheck unit  ## the full suite: ruff, mypy strict, pytest
+
+bench: setup  ## benchmarks, with baselines measured in the same run
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The sharing guard."""

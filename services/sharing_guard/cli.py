@@ -1,0 +1,83 @@
+"""The ``sharing-guard`` command line.
+
+``replay [FILE|-]`` decides a JSON Lines file offline (contract section 4); ``explain``
+does the same and prints each decision for a person. Exit status: 0 when every line was
+valid, 1 when some line was invalid (reported on stderr), 2 when the run could not start
+(unreadable input or policy).
+"""
+
+import argparse
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from sharing_guard.core.policy import Policy, PolicyError
+from sharing_guard.explain import explain
+from sharing_guard.policy_file import load_policy
+from sharing_guard.replay import LineError, replay
+
+EXIT_OK, EXIT_INVALID_LINES, EXIT_CANNOT_START = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sharing-guard", description="Decide outbound data transfers against the policy."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("replay", "decide a JSON Lines file of events offline; one JSON decision per transfer"),
+        ("explain", "like replay, but print each decision for a person"),
+    ):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("file", nargs="?", default="-", help="JSON Lines input, or - for stdin")
+        sub.add_argument("--policy", type=Path, help="policy file (default: the bundled one)")
+    return parser
+
+
+@contextmanager
+def _open_input(name: str) -> Iterator[BinaryIO]:
+    if name == "-":
+        yield sys.stdin.buffer
+    else:
+        with Path(name).open("rb") as handle:
+            yield handle
+
+
+def _run(lines: BinaryIO, policy: Policy, human: bool) -> int:
+    out, err = sys.stdout, sys.stderr
+    status = EXIT_OK
+    for item in replay(lines, policy):
+        if isinstance(item, LineError):
+            status = EXIT_INVALID_LINES
+            err.write(item.to_json() + "\n")
+        elif human:
+            out.write(explain(item, policy) + "\n")
+        else:
+            out.write(item.model_dump_json() + "\n")
+    out.flush()
+    return status
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        policy = load_policy(args.policy)
+    except (OSError, PolicyError) as exc:
+        print(f"sharing-guard: cannot load policy: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+    try:
+        with _open_input(args.file) as lines:
+            return _run(lines, policy, human=args.command == "explain")
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+        sys.stderr.close()
+        return EXIT_OK
+    except OSError as exc:
+        print(f"sharing-guard: cannot read {args.file}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_CANNOT_START
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Enumerations fixed by the contract (``../shared/design/contract.md``).
+
+Each mirrors an Avro enum of the same name in ``schemas/avro/``; the symbols are the
+wire values and must never be renamed.
+"""
+
+from enum import StrEnum
+
+
+class DataCategory(StrEnum):
+    """What kind of customer data a transfer carries."""
+
+    PERSONAL_INFORMATION = "PERSONAL_INFORMATION"
+    VIRTUAL_DRIVE_DATA = "VIRTUAL_DRIVE_DATA"
+
+
+class RecipientType(StrEnum):
+    """Who receives the data."""
+
+    ASSOCIATE_OFFICE = "ASSOCIATE_OFFICE"
+    AGENT = "AGENT"
+    SUBCONTRACTOR = "SUBCONTRACTOR"
+    LAW_ENFORCEMENT = "LAW_ENFORCEMENT"
+    BUSINESS_TRANSFER_COUNTERPARTY = "BUSINESS_TRANSFER_COUNTERPARTY"
+    FRAUD_PREVENTION_PARTNER = "FRAUD_PREVENTION_PARTNER"
+    THIRD_PARTY = "THIRD_PARTY"
+
+
+class Purpose(StrEnum):
+    """Why the data is sent."""
+
+    DOCUMENT_PROCESSING = "DOCUMENT_PROCESSING"
+    CUSTOMER_COMMUNICATIONS = "CUSTOMER_COMMUNICATIONS"
+    DATA_ANALYSIS = "DATA_ANALYSIS"
+    MARKETING_ASSISTANCE = "MARKETING_ASSISTANCE"
+    PAYMENT_PROCESSING = "PAYMENT_PROCESSING"
+    PROMOTIONAL_OFFERS = "PROMOTIONAL_OFFERS"
+    BUSINESS_TRANSFER = "BUSINESS_TRANSFER"
+    FRAUD_PREVENTION = "FRAUD_PREVENTION"
+    LEGAL_ORDER = "LEGAL_ORDER"
+    CONSENTED_SHARING = "CONSENTED_SHARING"
+
+
+class ConsentScope(StrEnum):
+    """What a consent covers."""
+
+    MARKETING = "MARKETING"
+    THIRD_PARTY_SHARING = "THIRD_PARTY_SHARING"
+
+
+class ConsentStatus(StrEnum):
+    """Whether a consent is given or withdrawn."""
+
+    GRANTED = "GRANTED"
+    WITHDRAWN = "WITHDRAWN"
+
+
+class SubjectRightsAction(StrEnum):
+    """A data subject's right exercised on an account."""
+
+    ERASURE_COMPLETED = "ERASURE_COMPLETED"
+    RESTRICTION_APPLIED = "RESTRICTION_APPLIED"
+    RESTRICTION_LIFTED = "RESTRICTION_LIFTED"
+
+
+class OrderType(StrEnum):
+    """The legal instrument behind a law-enforcement request."""
+
+    COURT_ORDER = "COURT_ORDER"
+    ADMINISTRATIVE_ORDER = "ADMINISTRATIVE_ORDER"
+
+
+class Outcome(StrEnum):
+    """The guard's verdict on a transfer."""
+
+    ALLOW = "ALLOW"
+    BLOCK = "BLOCK"
+
+
+class ReasonCode(StrEnum):
+    """A block code (any one blocks) or an allow basis, in the contract's order."""
+
+    VDD_EGRESS_FORBIDDEN = "VDD_EGRESS_FORBIDDEN"
+    ORDER_MISSING = "ORDER_MISSING"
+    ORDER_UNKNOWN = "ORDER_UNKNOWN"
+    ORDER_NOT_APPROVED = "ORDER_NOT_APPROVED"
+    ORDER_REVOKED = "ORDER_REVOKED"
+    ORDER_NOT_IN_FORCE = "ORDER_NOT_IN_FORCE"
+    ORDER_JURISDICTION = "ORDER_JURISDICTION"
+    ORDER_SCOPE_MISMATCH = "ORDER_SCOPE_MISMATCH"
+    ORDER_QUOTA_EXHAUSTED = "ORDER_QUOTA_EXHAUSTED"
+    RECIPIENT_NOT_REGISTERED = "RECIPIENT_NOT_REGISTERED"
+    PURPOSE_NOT_PERMITTED = "PURPOSE_NOT_PERMITTED"
+    TRANSACTION_REF_MISSING = "TRANSACTION_REF_MISSING"
+    FRAUD_CASE_MISSING = "FRAUD_CASE_MISSING"
+    CONSENT_MISSING = "CONSENT_MISSING"
+    CONSENT_WITHDRAWN = "CONSENT_WITHDRAWN"
+    PROCESSING_RESTRICTED = "PROCESSING_RESTRICTED"
+    SUBJECT_ERASED = "SUBJECT_ERASED"
+    CHILD_DATA = "CHILD_DATA"
+    NO_LEGAL_BASIS = "NO_LEGAL_BASIS"
+    GUARD_ERROR = "GUARD_ERROR"
+    ORDER = "ORDER"
+    PROCESSOR = "PROCESSOR"
+    BUSINESS_TRANSFER = "BUSINESS_TRANSFER"
+    FRAUD_PREVENTION = "FRAUD_PREVENTION"
+    CONSENT = "CONSENT"
+
+
+ALLOW_BASES = frozenset(
+    {
+        ReasonCode.ORDER,
+        ReasonCode.PROCESSOR,
+        ReasonCode.BUSINESS_TRANSFER,
+        ReasonCode.FRAUD_PREVENTION,
+        ReasonCode.CONSENT,
+    }
+)
+"""The codes that explain an ALLOW; every other code blocks."""
+
+
+class Clause(StrEnum):
+    """The policy clauses, by the IDs the contract gives them."""
+
+    VDD_NO_SHARING = "C-VDD-NO-SHARING"
+    LAW_ENFORCEMENT = "C-LAW-ENFORCEMENT"
+    PROCESSOR_PURPOSE = "C-PROCESSOR-PURPOSE"
+    MARKETING_CONSENT = "C-MARKETING-CONSENT"
+    BUSINESS_TRANSFER = "C-BUSINESS-TRANSFER"
+    FRAUD = "C-FRAUD"
+    THIRD_PARTY_CONSENT = "C-THIRD-PARTY-CONSENT"
+    CONSENT_WITHDRAWAL = "C-CONSENT-WITHDRAWAL"
+    RESTRICTION = "C-RESTRICTION"
+    ERASURE = "C-ERASURE"
+    CHILDREN = "C-CHILDREN"
+    DEFAULT_DENY = "C-DEFAULT-DENY"
