@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help_text, description=help_text)
         sub.add_argument("file", nargs="?", default="-", help="JSON Lines input, or - for stdin")
         sub.add_argument("--policy", type=Path, help="policy file (default: the bundled one)")
+    commands.add_parser(
+        "worker",
+        help="run a guard worker on Kafka (configured by SHARING_GUARD_* variables)",
+        description="Run a guard worker on Kafka; see docs/configuration.md for its settings.",
+    )
     return parser
 
 
@@ -63,6 +68,11 @@ def _run(lines: BinaryIO, policy: Policy, human: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "worker":
+        from sharing_guard.bootstrap import run_worker
+
+        run_worker()
+        return EXIT_OK
     try:
         policy = load_policy(args.policy)
     except (OSError, PolicyError) as exc:

@@ -13,18 +13,7 @@ from immutables import Map
 
 from sharing_guard.contract.decision import Decision
 from sharing_guard.contract.enums import Outcome
-from sharing_guard.contract.events import (
-    ConsentChanged,
-    Event,
-    GovernanceEvent,
-    OrderApproved,
-    OrderRegistered,
-    OrderRevoked,
-    RecipientDeregistered,
-    RecipientRegistered,
-    SubjectRightsChanged,
-    TransferRequested,
-)
+from sharing_guard.contract.events import Event, GovernanceEvent, TransferRequested
 from sharing_guard.core.engine import evaluate, gather_facts
 from sharing_guard.core.policy import Policy
 from sharing_guard.core.state import (
@@ -32,11 +21,8 @@ from sharing_guard.core.state import (
     OrderState,
     RecipientState,
     RightsState,
-    consent_key,
-    next_consent,
-    next_order,
-    next_recipient,
-    next_rights,
+    StateTable,
+    state_change,
     with_disclosure,
 )
 
@@ -80,39 +66,25 @@ class GovernanceState:
         return self.orders.get(order_ref)
 
 
-def _put(mapping: Map[str, Any], key: str, value: Any) -> Map[str, Any]:
-    return (
-        mapping.delete(key)
-        if value is None and key in mapping
-        else (mapping if value is None else mapping.set(key, value))
-    )
+_FIELD_OF = {
+    StateTable.CONSENTS: "consents",
+    StateTable.RECIPIENTS: "recipients",
+    StateTable.RIGHTS: "rights_by_account",
+    StateTable.ORDERS: "orders",
+}
 
 
 def apply(state: GovernanceState, event: GovernanceEvent) -> GovernanceState:
     """The state after one governance event (no idempotency check; see :func:`step`)."""
-    if isinstance(event, ConsentChanged):
-        key = consent_key(event.account_id, event.scope, event.recipient_id)
-        return replace(
-            state, consents=state.consents.set(key, next_consent(state.consent(key), event))
-        )
-    if isinstance(event, RecipientRegistered | RecipientDeregistered):
-        rid = event.recipient_id
-        return replace(
-            state,
-            recipients=_put(state.recipients, rid, next_recipient(state.recipient(rid), event)),
-        )
-    if isinstance(event, SubjectRightsChanged):
-        acc = event.account_id
-        return replace(
-            state,
-            rights_by_account=state.rights_by_account.set(
-                acc, next_rights(state.rights(acc), event)
-            ),
-        )
-    if isinstance(event, OrderRegistered | OrderApproved | OrderRevoked):
-        ref = event.order_ref
-        return replace(state, orders=_put(state.orders, ref, next_order(state.order(ref), event)))
-    raise TypeError(f"not a governance event: {type(event).__name__}")
+    change = state_change(event)
+    name = _FIELD_OF[change.table]
+    mapping: Map[str, Any] = getattr(state, name)
+    record = change.advance(mapping.get(change.key))
+    if record is None:
+        mapping = mapping.delete(change.key) if change.key in mapping else mapping
+    else:
+        mapping = mapping.set(change.key, record)
+    return replace(state, **{name: mapping})
 
 
 def decide(

@@ -6,8 +6,11 @@ returns the next record; it never mutates. Storage (an immutable map for replay,
 tables for the stream) is the caller's concern.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
 from sharing_guard.contract.enums import (
     ConsentScope,
@@ -20,6 +23,7 @@ from sharing_guard.contract.enums import (
 )
 from sharing_guard.contract.events import (
     ConsentChanged,
+    GovernanceEvent,
     OrderApproved,
     OrderRegistered,
     OrderRevoked,
@@ -159,3 +163,43 @@ def next_order(
 def with_disclosure(order: OrderState) -> OrderState:
     """The order after one more transfer was allowed under it."""
     return replace(order, disclosures=order.disclosures + 1)
+
+
+class StateTable(StrEnum):
+    """The four kinds of governance state, each keyed by its own id."""
+
+    CONSENTS = "consents"
+    RECIPIENTS = "recipients"
+    RIGHTS = "rights"
+    ORDERS = "orders"
+
+
+StateRecord = ConsentState | RecipientState | RightsState | OrderState
+"""Any governance state record."""
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """What one governance event changes: which table, which key, and how.
+
+    ``advance`` maps the current record (or ``None``) to the next one; ``None`` as a
+    result means the key is removed.
+    """
+
+    table: StateTable
+    key: str
+    advance: Callable[[Any], StateRecord | None]
+
+
+def state_change(event: GovernanceEvent) -> StateChange:
+    """The change a governance event makes, for any store (immutable map or Faust table)."""
+    if isinstance(event, ConsentChanged):
+        key = consent_key(event.account_id, event.scope, event.recipient_id)
+        return StateChange(StateTable.CONSENTS, key, lambda cur: next_consent(cur, event))
+    if isinstance(event, RecipientRegistered | RecipientDeregistered):
+        return StateChange(
+            StateTable.RECIPIENTS, event.recipient_id, lambda cur: next_recipient(cur, event)
+        )
+    if isinstance(event, SubjectRightsChanged):
+        return StateChange(StateTable.RIGHTS, event.account_id, lambda cur: next_rights(cur, event))
+    return StateChange(StateTable.ORDERS, event.order_ref, lambda cur: next_order(cur, event))

@@ -1,0 +1,37 @@
+"""The guard's composition root: settings in, a runnable worker out. Nothing else wires."""
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+
+from sharing_guard.codec import CodecRegistry, contract_registry
+from sharing_guard.policy_file import load_policy
+from sharing_guard.settings import GuardSettings
+from sharing_guard.stream.telemetry import Telemetry, build_telemetry
+from sharing_guard.stream.worker import GuardWorker
+
+
+def build_worker(
+    settings: GuardSettings | None = None,
+    telemetry: Telemetry | None = None,
+    registry: CodecRegistry | None = None,
+) -> GuardWorker:
+    """A guard worker from the environment's settings (or the ones given).
+
+    Metrics go to Prometheus (served on ``/metrics``) unless ``telemetry`` is given.
+    """
+    settings = settings or GuardSettings()
+    return GuardWorker(
+        settings=settings,
+        policy=load_policy(settings.policy_file),
+        registry=registry or contract_registry(),
+        telemetry=telemetry or build_telemetry([PrometheusMetricReader()]),
+    )
+
+
+def run_worker(settings: GuardSettings | None = None) -> None:
+    """Run one guard worker in the foreground until it is stopped (SIGINT/SIGTERM)."""
+    import faust
+
+    worker = build_worker(settings)
+    faust.Worker(
+        worker.app, loglevel=worker.settings.log_level, quiet=True
+    ).execute_from_commandline()

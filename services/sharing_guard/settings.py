@@ -1,0 +1,57 @@
+"""The guard's one settings object, read from the environment (12-factor, Kubernetes-ready).
+
+Every variable has the prefix ``SHARING_GUARD_``; nested sections use ``__``, e.g.
+``SHARING_GUARD_TOPICS__TRANSFERS``. The broker address is also taken from the common
+``KAFKA_BOOTSTRAP_SERVERS`` when the prefixed one is not set.
+"""
+
+from pathlib import Path
+
+from pydantic import AliasChoices, BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Topics(BaseModel):
+    """Topic names (the contract's defaults)."""
+
+    transfers: str = "sharing.transfers.requested"
+    consents: str = "governance.consents"
+    recipients: str = "governance.recipients"
+    rights: str = "governance.subject-rights"
+    orders: str = "legal.orders"
+    decisions: str = "sharing.decisions"
+    approved: str = "sharing.transfers.approved"
+    blocked: str = "sharing.transfers.blocked"
+    dlq: str = "sharing.transfers.dlq"
+    audit: str = "governance.audit"
+    order_requests: str = "sharing.order-requests"
+
+
+class GuardSettings(BaseSettings):
+    """Everything the sharing guard worker needs, with defaults for a local run."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SHARING_GUARD_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias=AliasChoices("SHARING_GUARD_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers, comma-separated host:port.",
+    )
+    app_id: str = Field(default="sharing-guard", description="Consumer group and changelog prefix.")
+    topics: Topics = Topics()
+    account_partitions: int = Field(
+        default=6, ge=1, description="Partitions of the account-keyed topics (co-partitioned)."
+    )
+    policy_file: Path | None = Field(default=None, description="Policy file; default bundled.")
+    data_dir: Path = Field(default=Path(".cache/guard"), description="Faust local state.")
+    batch_max: int = Field(default=500, ge=1, description="Most transfers decided per batch.")
+    batch_within_s: float = Field(default=0.005, gt=0, description="Longest wait to fill one.")
+    catch_up_timeout_s: float = Field(
+        default=5.0, gt=0, description="Longest wait for state; then GUARD_ERROR."
+    )
+    max_record_bytes: int = Field(default=1024 * 1024, ge=1024, description="Larger: DLQ.")
+    web_host: str = Field(default="127.0.0.1", description="Health and metrics bind address.")
+    web_port: int = Field(default=6066, ge=1, le=65535, description="Health and metrics port.")
+    log_level: str = Field(default="WARNING", description="Worker log level.")

@@ -1,0 +1,1 @@
+"""The stream processor: Faust workers around the pure core (adapters only)."""

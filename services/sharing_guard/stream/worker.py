@@ -1,0 +1,490 @@
+"""The sharing guard as a Faust application: the composition of topics, tables and agents.
+
+Agents (one task each, all in every worker process):
+
+* ``account-state`` consumes ``governance.consents`` and ``governance.subject-rights``
+  and keeps the ``consents`` and ``rights`` tables. These topics are co-partitioned with
+  ``sharing.transfers.requested`` (same key, same partition count), so the worker that
+  decides an account's transfers also holds that account's state.
+* ``recipients-state`` keeps the global ``recipients`` table (every worker has all).
+* ``transfers`` decides transfers in batches: it reads the end offsets of the state
+  partitions after receiving a batch and waits until ``account-state`` has applied
+  everything below them (see :mod:`sharing_guard.stream.catchup` and docs/ordering.md).
+  A law-enforcement transfer that names an order is forwarded, with a snapshot of its
+  account's facts, to ``sharing.order-requests``.
+* ``orders-state`` and ``order-requests`` share the single partition of ``legal.orders``
+  and ``sharing.order-requests``: one worker at a time owns every order, so the last
+  disclosure of an order can be spent only once.
+
+Every decision is stored (idempotency by ``event_id``) and flushed to its changelog
+before it is published to ``sharing.decisions``, routed to ``.approved``/``.blocked`` and
+written to ``governance.audit``. A redelivered transfer gets the stored decision again,
+marked ``guard.duplicate: 1``. Records that cannot be decoded go to the dead-letter topic.
+"""
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from opentelemetry import trace
+
+from sharing_guard.audit_trail import audit_record
+from sharing_guard.codec import CodecRegistry, DecodeError
+from sharing_guard.contract.decision import Decision
+from sharing_guard.contract.enums import Outcome, RecipientType
+from sharing_guard.contract.events import (
+    ConsentChanged,
+    EventBase,
+    GovernanceEvent,
+    OrderApproved,
+    OrderRegistered,
+    OrderRevoked,
+    RecipientDeregistered,
+    RecipientRegistered,
+    SubjectRightsChanged,
+    TransferRequested,
+)
+from sharing_guard.core.engine import Facts, evaluate, gather_facts, guard_error
+from sharing_guard.core.policy import Policy
+from sharing_guard.core.state import StateTable, state_change, with_disclosure
+from sharing_guard.settings import GuardSettings
+from sharing_guard.stream.catchup import CatchUp, Partition
+from sharing_guard.stream.kafka_io import (
+    Headers,
+    TableStateView,
+    dead_letter_headers,
+    decision_headers,
+    encode_optional,
+    header_list,
+    table_put,
+)
+from sharing_guard.stream.state_codec import (
+    decode_decision,
+    decode_state,
+    encode_decision,
+    encode_state,
+)
+from sharing_guard.stream.telemetry import Telemetry, trace_context
+
+RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+FACTS_HEADER = "guard.facts"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """A decoded transfer waiting in a batch, with where it came from."""
+
+    transfer: TransferRequested
+    raw: bytes
+    headers: Headers
+    partition: int
+    timestamp_ms: float | None
+
+
+class GuardWorker:
+    """Builds the Faust app; ``app`` is what a worker runs."""
+
+    def __init__(
+        self,
+        settings: GuardSettings,
+        policy: Policy,
+        registry: CodecRegistry,
+        telemetry: Telemetry,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.registry = registry
+        self.telemetry = telemetry
+        self.catchup = CatchUp()
+        self.started = False
+        t = settings.topics
+        n = settings.account_partitions
+        self.app = faust.App(
+            settings.app_id,
+            broker=";".join(f"kafka://{h}" for h in settings.bootstrap_servers.split(",")),
+            store="memory://",
+            datadir=str(settings.data_dir),
+            topic_partitions=n,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            web_enabled=True,
+            web_bind=settings.web_host,
+            web_port=settings.web_port,
+            web_in_thread=False,
+            loghandlers=[],
+        )
+        app = self.app
+        self.transfers_topic = app.topic(t.transfers, partitions=n, **RAW)
+        self.account_state_topic = app.topic(t.consents, t.rights, **RAW)
+        self.recipients_topic = app.topic(t.recipients, partitions=1, **RAW)
+        self.orders_topic = app.topic(t.orders, partitions=1, **RAW)
+        self.order_requests_topic = app.topic(t.order_requests, partitions=1, **RAW)
+        self.out = {
+            name: app.topic(getattr(t, name), **RAW)
+            for name in ("decisions", "approved", "blocked", "dlq", "audit")
+        }
+
+        schema: Any = faust.Schema(
+            key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
+        )
+
+        def table(name: str, partitions: int) -> Any:
+            return app.Table(name, partitions=partitions, schema=schema)
+
+        self.tables: dict[StateTable, Any] = {
+            StateTable.CONSENTS: table("consents", n),
+            StateTable.RIGHTS: table("rights", n),
+            StateTable.ORDERS: table("orders", 1),
+            StateTable.RECIPIENTS: app.GlobalTable("recipients", partitions=1, schema=schema),
+        }
+        self.account_seen = table("account-seen", n)
+        self.recipients_seen = table("recipients-seen", 1)
+        self.orders_seen = table("orders-seen", 1)
+        self.decisions = table("decisions", n)
+        self.order_decisions = table("order-decisions", 1)
+        self.view = TableStateView(self.tables)
+
+        app.agent(self.account_state_topic, name="account-state")(self._account_state)
+        app.agent(self.recipients_topic, name="recipients-state")(self._recipients_state)
+        app.agent(self.orders_topic, name="orders-state")(self._orders_state)
+        app.agent(self.transfers_topic, name="transfers")(self._transfers)
+        app.agent(self.order_requests_topic, name="order-requests")(self._order_requests)
+        app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.timer(interval=5.0)(self._measure_lag)
+        self._add_web_views()
+
+    # --- state agents -------------------------------------------------------------------
+
+    async def _account_state(self, stream: Any) -> None:
+        await self._consume_state(stream, (ConsentChanged, SubjectRightsChanged), self.account_seen)
+
+    async def _recipients_state(self, stream: Any) -> None:
+        await self._consume_state(
+            stream, (RecipientRegistered, RecipientDeregistered), self.recipients_seen
+        )
+
+    async def _orders_state(self, stream: Any) -> None:
+        await self._consume_state(
+            stream, (OrderRegistered, OrderApproved, OrderRevoked), self.orders_seen
+        )
+
+    async def _consume_state(
+        self, stream: Any, accepted: tuple[type[EventBase], ...], seen: Any
+    ) -> None:
+        async for event in stream.events():
+            message = event.message
+            decoded = await self._decode(message, accepted)
+            if decoded is not None and decoded.event_id not in seen:
+                self._apply(decoded, message.partition)
+                table_put(seen, message.partition, decoded.event_id, b"1")
+                await self._send_audit(decoded, None, header_list(message.headers))
+            await self.catchup.advance(
+                Partition(message.topic, message.partition), message.offset + 1
+            )
+
+    def _apply(self, event: GovernanceEvent, partition: int) -> None:
+        change = state_change(event)
+        table = self.tables[change.table]
+        raw = table.get(change.key)
+        current = None if raw is None else decode_state(change.table, raw)
+        record = change.advance(current)
+        value = None if record is None else encode_state(record)
+        if change.table is StateTable.RECIPIENTS:
+            table[change.key] = value  # global table: Faust's own partitioning applies
+        else:
+            table_put(table, partition, change.key, value)
+
+    # --- transfers ------------------------------------------------------------------------
+
+    async def _transfers(self, stream: Any) -> None:
+        async for batch in stream.take_events(
+            self.settings.batch_max, within=self.settings.batch_within_s
+        ):
+            await self._decide_batch(batch)
+
+    async def _decide_batch(self, batch: Sequence[Any]) -> None:
+        pending = await self._decode_transfers(batch)
+        if not pending:
+            return
+        t = self.settings.topics
+        targets_for = {
+            p.partition: [Partition(t.consents, p.partition), Partition(t.rights, p.partition)]
+            for p in pending
+        }
+        caught_up = await self._catch_up([tp for tps in targets_for.values() for tp in tps])
+        decided: list[tuple[Pending, Decision, bool]] = []
+        for item in pending:
+            transfer = item.transfer
+            stored = self.decisions.get(transfer.event_id)
+            if stored is not None:
+                decided.append((item, decode_decision(stored), True))
+                continue
+            if not all(caught_up[tp] for tp in targets_for[item.partition]):
+                decision = self._fault(transfer.event_id)
+            elif (
+                transfer.recipient.type is RecipientType.LAW_ENFORCEMENT
+                and transfer.order_ref is not None
+            ):
+                await self._forward_to_order_stage(item)
+                continue
+            else:
+                decision = self._evaluate(transfer, gather_facts(transfer, self.view))
+            table_put(self.decisions, item.partition, transfer.event_id, encode_decision(decision))
+            decided.append((item, decision, False))
+        await self._publish(decided)
+
+    async def _catch_up(self, tps: list[Partition]) -> dict[Partition, bool]:
+        """Wait until the state partitions are applied up to their current end offsets."""
+        unique = list(dict.fromkeys(tps))
+        consumer = self.app.consumer
+        committed = getattr(consumer, "_committed_offset", {})
+        for tp in unique:
+            if not self.catchup.known(tp):
+                start = committed.get(_faust_tp(tp))
+                if start:
+                    await self.catchup.advance(tp, start)
+        ends = await consumer.highwaters(*[_faust_tp(tp) for tp in unique])
+        targets = {tp: int(ends.get(_faust_tp(tp), 0) or 0) for tp in unique}
+        await self.catchup.wait(targets, self.settings.catch_up_timeout_s)
+        return {tp: self.catchup.reached({tp: end}) for tp, end in targets.items()}
+
+    def _evaluate(self, transfer: TransferRequested, facts: Facts) -> Decision:
+        try:
+            return evaluate(transfer, facts, self.policy)
+        except Exception:  # fail closed: a fault blocks with GUARD_ERROR, never skips
+            return self._fault(transfer.event_id)
+
+    def _evaluate_order_request(self, item: Pending) -> Decision:
+        try:
+            facts = self._order_facts(item)
+        except Exception:  # a snapshot that does not load is a fault: block
+            return self._fault(item.transfer.event_id)
+        return self._evaluate(item.transfer, facts)
+
+    def _fault(self, event_id: str) -> Decision:
+        self.telemetry.guard_errors.add(1)
+        return guard_error(event_id, self.policy)
+
+    async def _forward_to_order_stage(self, item: Pending) -> None:
+        transfer = item.transfer
+        facts = gather_facts(transfer, self.view)
+        snapshot = json.dumps(
+            {
+                "recipient": encode_optional(facts.recipient),
+                "marketing_consent": encode_optional(facts.marketing_consent),
+                "third_party_consent": encode_optional(facts.third_party_consent),
+                "rights": encode_optional(facts.rights),
+            }
+        ).encode()
+        assert transfer.order_ref is not None
+        await self.order_requests_topic.send(
+            key=transfer.order_ref.encode(),
+            value=item.raw,
+            headers=[*item.headers, (FACTS_HEADER, snapshot)],
+        )
+
+    # --- orders ---------------------------------------------------------------------------
+
+    async def _order_requests(self, stream: Any) -> None:
+        async for batch in stream.take_events(
+            self.settings.batch_max, within=self.settings.batch_within_s
+        ):
+            await self._decide_order_batch(batch)
+
+    async def _decide_order_batch(self, batch: Sequence[Any]) -> None:
+        pending = await self._decode_transfers(batch)
+        if not pending:
+            return
+        orders_tp = Partition(self.settings.topics.orders, 0)
+        caught_up = (await self._catch_up([orders_tp]))[orders_tp]
+        decided: list[tuple[Pending, Decision, bool]] = []
+        for item in pending:
+            transfer = item.transfer
+            stored = self.order_decisions.get(transfer.event_id)
+            if stored is not None:
+                decided.append((item, decode_decision(stored), True))
+                continue
+            if caught_up:
+                decision = self._evaluate_order_request(item)
+            else:
+                decision = self._fault(transfer.event_id)
+            if decision.outcome is Outcome.ALLOW and decision.order_ref is not None:
+                order = self.view.order(decision.order_ref)
+                assert order is not None
+                table_put(
+                    self.tables[StateTable.ORDERS],
+                    0,
+                    decision.order_ref,
+                    encode_state(with_disclosure(order)),
+                )
+            table_put(self.order_decisions, 0, transfer.event_id, encode_decision(decision))
+            decided.append((item, decision, False))
+        await self._publish(decided)
+
+    def _order_facts(self, item: Pending) -> Facts:
+        raw = dict(item.headers).get(FACTS_HEADER)
+        if raw is None:
+            raise ValueError("order request without a facts snapshot")
+        snap = json.loads(raw)
+
+        def load(name: str, table: StateTable) -> Any:
+            value = snap.get(name)
+            return None if value is None else decode_state(table, value.encode())
+
+        ref = item.transfer.order_ref
+        return Facts(
+            recipient=load("recipient", StateTable.RECIPIENTS),
+            marketing_consent=load("marketing_consent", StateTable.CONSENTS),
+            third_party_consent=load("third_party_consent", StateTable.CONSENTS),
+            rights=load("rights", StateTable.RIGHTS),
+            order=self.view.order(ref) if ref is not None else None,
+        )
+
+    # --- output ---------------------------------------------------------------------------
+
+    async def _publish(self, decided: Sequence[tuple[Pending, Decision, bool]]) -> None:
+        """Make stored decisions durable, then publish, route and audit each one."""
+        if not decided:
+            return
+        await self.app.producer.flush()
+        t = self.out
+        for item, decision, duplicate in decided:
+            transfer = item.transfer
+            context = trace_context(item.headers)
+            with self.telemetry.tracer.start_as_current_span(
+                "sharing_guard.decide",
+                context=context,
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "sharing_guard.event_id": transfer.event_id,
+                    "sharing_guard.outcome": decision.outcome.value,
+                    "sharing_guard.codes": [c.value for c in decision.codes],
+                    "sharing_guard.recipient_type": transfer.recipient.type.value,
+                    "sharing_guard.purpose": transfer.purpose.value,
+                    "sharing_guard.duplicate": duplicate,
+                    "sharing_guard.policy_version": decision.policy_version,
+                },
+            ):
+                headers = decision_headers(item.headers, decision, duplicate)
+                key = transfer.account_id.encode()
+                await t["decisions"].send(
+                    key=key, value=self.registry.encode(decision), headers=headers
+                )
+                route = t["approved"] if decision.outcome is Outcome.ALLOW else t["blocked"]
+                await route.send(key=key, value=item.raw, headers=headers)
+                await self._send_audit(transfer, decision, headers)
+            latency = None
+            if item.timestamp_ms is not None:
+                latency = time.time() - item.timestamp_ms / 1000
+            self.telemetry.record_decision(decision, latency)
+        await self.app.producer.flush()
+
+    async def _send_audit(self, event: Any, decision: Decision | None, headers: Headers) -> None:
+        record = audit_record(event, decision)
+        await self.out["audit"].send(
+            key=event.event_id.encode(), value=self.registry.encode(record), headers=headers
+        )
+
+    # --- decoding and dead letters --------------------------------------------------------
+
+    async def _decode(self, message: Any, accepted: tuple[type[EventBase], ...]) -> Any:
+        """The event in ``message``, or ``None`` after dead-lettering it."""
+        try:
+            decoded = self.registry.decode(message.value)
+        except DecodeError as exc:
+            await self._dead_letter(message, str(exc))
+            return None
+        if not isinstance(decoded, accepted):
+            await self._dead_letter(
+                message, f"{type(decoded).__name__} does not belong on topic {message.topic}"
+            )
+            return None
+        return decoded
+
+    async def _decode_transfers(self, batch: Sequence[Any]) -> list[Pending]:
+        pending = []
+        for event in batch:
+            message = event.message
+            transfer = await self._decode(message, (TransferRequested,))
+            if transfer is not None:
+                pending.append(
+                    Pending(
+                        transfer=transfer,
+                        raw=message.value,
+                        headers=header_list(message.headers),
+                        partition=message.partition,
+                        timestamp_ms=message.timestamp * 1000 if message.timestamp else None,
+                    )
+                )
+        return pending
+
+    async def _dead_letter(self, message: Any, reason: str) -> None:
+        self.telemetry.dead_letters.add(1, {"topic": message.topic})
+        await self.out["dlq"].send(
+            key=message.key,
+            value=message.value,
+            headers=dead_letter_headers(
+                header_list(message.headers),
+                reason,
+                message.topic,
+                message.partition,
+                message.offset,
+            ),
+        )
+
+    # --- lifecycle, health and metrics ---------------------------------------------------
+
+    async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        revoked = kwargs.get("revoked", args[0] if args else ())
+        self.catchup.forget(Partition(tp.topic, tp.partition) for tp in revoked)
+
+    async def _measure_lag(self) -> None:
+        consumer = self.app.consumer
+        for tp in list(consumer.assignment()):
+            position = await consumer.position(tp)
+            end = consumer.highwater(tp)
+            if position is not None and end is not None:
+                self.telemetry.lag[(tp.topic, tp.partition)] = max(0, end - position)
+
+    def ready(self) -> bool:
+        """True when the worker runs, is not rebalancing and its tables are recovered."""
+        app = self.app
+        recovery: Any = app.tables.recovery  # type: ignore[attr-defined]
+        return bool(
+            app.started
+            and not app.rebalancing
+            and not recovery.in_recovery
+            and recovery.completed.is_set()
+        )
+
+    def _add_web_views(self) -> None:
+        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+        worker = self
+
+        @self.app.page("/livez")
+        async def livez(web: Any, request: Any) -> Any:
+            return web.json({"live": True})
+
+        @self.app.page("/readyz")
+        async def readyz(web: Any, request: Any) -> Any:
+            ready = worker.ready()
+            return web.json({"ready": ready}, status=200 if ready else 503)
+
+        @self.app.page("/metrics")
+        async def metrics(web: Any, request: Any) -> Any:
+            return web.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+
+
+def _faust_tp(tp: Partition) -> Any:
+    from faust.types import TP
+
+    return TP(tp.topic, tp.partition)
