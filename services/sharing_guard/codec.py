@@ -90,6 +90,13 @@ class AvroCodec(Generic[M]):
             raise DecodeError(
                 f"{self.name}: {len(body) - buffer.tell()} trailing bytes after record"
             )
+        # fastavro resolves enum symbols and union branches by Python indexing, so a
+        # negative index decodes to a real symbol (BLOCK could read as ALLOW). Writing
+        # the record back must give the same bytes, or the body was not canonical.
+        again = io.BytesIO()
+        fastavro.schemaless_writer(again, self.schema, record)
+        if again.getvalue() != body:
+            raise DecodeError(f"{self.name}: Avro body is not canonical (bad enum or union index)")
         try:
             return self.model.model_validate(record)
         except ValidationError as exc:

@@ -1,8 +1,8 @@
 """The offline form of the guard (contract section 4): JSON Lines in, decisions out.
 
 It runs the same pure engine as the stream processor, in file order. A line that is not
-a valid event yields a :class:`LineError` (line number and reason, never the line's
-content), changes nothing, and the run goes on. Blank lines are skipped.
+a valid event yields a :class:`LineError` (line number and reason: field names, never
+the line's values), changes nothing, and the run goes on. Blank lines are skipped.
 """
 
 import json

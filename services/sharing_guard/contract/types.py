@@ -8,11 +8,23 @@ decision never depends on which form an event arrived in.
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, Field, PlainSerializer
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, PlainSerializer
+
+
+def _not_a_number(value: object) -> object:
+    """Refuse epoch numbers: the contract's JSON form is an RFC 3339 string with a zone."""
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+    ):
+        raise ValueError("must be an RFC 3339 timestamp with a zone, not a number")
+    return value
 
 
 def _to_utc_millis(value: datetime) -> datetime:
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("timestamp is outside the representable UTC range") from exc
     return value.replace(microsecond=value.microsecond - value.microsecond % 1000)
 
 
@@ -23,6 +35,7 @@ def format_timestamp(value: datetime) -> str:
 
 Timestamp = Annotated[
     AwareDatetime,
+    BeforeValidator(_not_a_number),
     AfterValidator(_to_utc_millis),
     PlainSerializer(format_timestamp, return_type=str, when_used="json"),
 ]
