@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: setup services demo test lint typecheck unit bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,14 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+services: setup  ## install (first time) and start PostgreSQL and Apache Kafka on loopback
+	scripts/postgres.sh start
+	scripts/kafka.sh start
+
 unit: setup
 	$(BIN)/pytest
 
-test: lint typecheck unit  ## the full suite: ruff, mypy strict, pytest
+test: lint typecheck services unit  ## the full suite: ruff, mypy strict, pytest on real Kafka and PostgreSQL
 
 bench: setup  ## benchmarks, with baselines measured in the same run
 	$(BIN)/python benchmarks/run.py

@@ -23,6 +23,7 @@ marked ``guard.duplicate: 1``. Records that cannot be decoded go to the dead-let
 """
 
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from sharing_guard.core.policy import Policy
 from sharing_guard.core.state import StateTable, state_change, with_disclosure
 from sharing_guard.settings import GuardSettings
 from sharing_guard.stream.catchup import CatchUp, Partition
+from sharing_guard.stream.end_offsets import EndOffsets
 from sharing_guard.stream.kafka_io import (
     Headers,
     TableStateView,
@@ -69,6 +71,7 @@ from sharing_guard.stream.state_codec import (
 )
 from sharing_guard.stream.telemetry import Telemetry, trace_context
 
+log = logging.getLogger(__name__)
 RAW: dict[str, Any] = {
     "key_type": bytes,
     "value_type": bytes,
@@ -104,6 +107,7 @@ class GuardWorker:
         self.registry = registry
         self.telemetry = telemetry
         self.catchup = CatchUp()
+        self.end_offsets = EndOffsets(settings.bootstrap_servers)
         self.started = False
         t = settings.topics
         n = settings.account_partitions
@@ -215,8 +219,13 @@ class GuardWorker:
         if not pending:
             return
         t = self.settings.topics
+        shared = self._owned([Partition(t.recipients, 0)])
         targets_for = {
-            p.partition: [Partition(t.consents, p.partition), Partition(t.rights, p.partition)]
+            p.partition: [
+                Partition(t.consents, p.partition),
+                Partition(t.rights, p.partition),
+                *shared,
+            ]
             for p in pending
         }
         caught_up = await self._catch_up([tp for tps in targets_for.values() for tp in tps])
@@ -241,6 +250,17 @@ class GuardWorker:
             decided.append((item, decision, False))
         await self._publish(decided)
 
+    def _owned(self, tps: list[Partition]) -> list[Partition]:
+        """Those of ``tps`` assigned to this worker.
+
+        Recipients live in one partition whose owner keeps the global table: the owner
+        waits for it like for account state; other workers see registrations as soon as
+        the global table's changelog reaches them (eventually, not in the ordering
+        promise, which covers consents, rights and orders).
+        """
+        assigned = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+        return [tp for tp in tps if (tp.topic, tp.partition) in assigned]
+
     async def _catch_up(self, tps: list[Partition]) -> dict[Partition, bool]:
         """Wait until the state partitions are applied up to their current end offsets."""
         unique = list(dict.fromkeys(tps))
@@ -251,9 +271,19 @@ class GuardWorker:
                 start = committed.get(_faust_tp(tp))
                 if start:
                     await self.catchup.advance(tp, start)
-        ends = await consumer.highwaters(*[_faust_tp(tp) for tp in unique])
-        targets = {tp: int(ends.get(_faust_tp(tp), 0) or 0) for tp in unique}
+        started = time.perf_counter()
+        targets = await self.end_offsets(unique)
+        sampled = time.perf_counter()
         await self.catchup.wait(targets, self.settings.catch_up_timeout_s)
+        log.debug(
+            "catch-up: end offsets in %.1f ms, applied in %.1f ms: %s",
+            (sampled - started) * 1000,
+            (time.perf_counter() - sampled) * 1000,
+            {
+                f"{tp.topic}/{tp.partition}": (end, self.catchup.position(tp))
+                for tp, end in targets.items()
+            },
+        )
         return {tp: self.catchup.reached({tp: end}) for tp, end in targets.items()}
 
     def _evaluate(self, transfer: TransferRequested, facts: Facts) -> Decision:
