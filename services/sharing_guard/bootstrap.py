@@ -22,7 +22,7 @@ def build_worker(
     return GuardWorker(
         settings=settings,
         policy=load_policy(settings.policy_file),
-        registry=registry or contract_registry(),
+        registry=registry or contract_registry().limited_to(settings.max_record_bytes),
         telemetry=telemetry or build_telemetry([PrometheusMetricReader()]),
     )
 

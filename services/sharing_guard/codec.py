@@ -113,6 +113,10 @@ class CodecRegistry:
         self.by_fingerprint = {codec.fingerprint: codec for codec in codecs.values()}
         self.max_record_bytes = max_record_bytes
 
+    def limited_to(self, max_record_bytes: int) -> "CodecRegistry":
+        """The same codecs with another size limit."""
+        return CodecRegistry(self.by_name, max_record_bytes)
+
     def codec(self, name: str) -> AvroCodec[Any]:
         """The codec of the record type ``name`` (e.g. ``"TransferRequested"``)."""
         return self.by_name[name]

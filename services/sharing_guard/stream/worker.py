@@ -496,7 +496,7 @@ class GuardWorker:
         )
 
     def _add_web_views(self) -> None:
-        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+        from prometheus_client import REGISTRY, generate_latest
 
         worker = self
 
@@ -511,7 +511,8 @@ class GuardWorker:
 
         @self.app.page("/metrics")
         async def metrics(web: Any, request: Any) -> Any:
-            return web.bytes(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp refuses a charset inside content_type; Prometheus reads text/plain.
+            return web.bytes(generate_latest(REGISTRY), content_type="text/plain")
 
 
 def _faust_tp(tp: Partition) -> Any:

@@ -1,0 +1,80 @@
+"""The key store in a PostgreSQL schema of its own, used through its own role.
+
+The log's roles have no privilege on this schema and the key role none on the log, so
+neither a leaked log credential nor a log dump exposes a key. Deleted keys stay in the
+table's dead tuples until ``VACUUM``, in the WAL and in backups until they expire: the
+owner should vacuum the table after erasures and bound backup retention (see
+docs/audit-trail.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import psycopg
+
+from audit_sink.sealing import SubjectKey, new_key, new_key_id
+from audit_sink.store_postgres import connect
+
+__all__ = ["PostgresKeyStore"]
+
+
+class PostgresKeyStore:
+    """Subject keys in ``<schema>.subject_keys``."""
+
+    def __init__(self, dsn: str, schema: str, role: str | None = None) -> None:
+        """Connect as (or ``SET ROLE`` to) the key role, with the search path on ``schema``."""
+        self._db: psycopg.Connection[Any] = connect(dsn, role, schema)
+
+    def keys_for_tags(self, tags: Collection[bytes], *, create: bool) -> dict[bytes, SubjectKey]:
+        """The live key of each tag; with ``create``, missing ones are created and committed."""
+        wanted = list(dict.fromkeys(tags))
+        if not wanted:
+            return {}
+        found = self._by_tags(wanted)
+        missing = [t for t in wanted if t not in found]
+        if create and missing:
+            with self._db.transaction(), self._db.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO subject_keys(key_id, account_tag, key) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (account_tag) DO NOTHING",
+                    [(new_key_id(), tag, new_key()) for tag in missing],
+                )
+            found.update(self._by_tags(missing))
+        return found
+
+    def _by_tags(self, tags: list[bytes]) -> dict[bytes, SubjectKey]:
+        with self._db.cursor(binary=True) as cursor:
+            cursor.execute(
+                "SELECT account_tag, key_id, key FROM subject_keys WHERE account_tag = ANY(%s)",
+                (tags,),
+            )
+            return {bytes(t): SubjectKey(k, bytes(key)) for t, k, key in cursor.fetchall()}
+
+    def orphan_key(self) -> SubjectKey:
+        """A new committed key tied to no account."""
+        key = SubjectKey(new_key_id(), new_key())
+        self._db.execute(
+            "INSERT INTO subject_keys(key_id, account_tag, key) VALUES (%s, NULL, %s)",
+            (key.key_id, key.key),
+        )
+        return key
+
+    def keys(self, key_ids: Collection[str]) -> dict[str, SubjectKey]:
+        """The keys that still exist among ``key_ids``."""
+        with self._db.cursor(binary=True) as cursor:
+            cursor.execute(
+                "SELECT key_id, key FROM subject_keys WHERE key_id = ANY(%s)",
+                (sorted(set(key_ids)),),
+            )
+            return {k: SubjectKey(k, bytes(key)) for k, key in cursor.fetchall()}
+
+    def destroy(self, tag: bytes) -> int:
+        """Delete the keys of a tag (committed); return how many were deleted."""
+        cursor = self._db.execute("DELETE FROM subject_keys WHERE account_tag = %s", (tag,))
+        return cursor.rowcount
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()

@@ -1,0 +1,342 @@
+"""The log store on PostgreSQL (production): a schema installed by :mod:`audit_sink.pg_schema`.
+
+The store connects with a DSN and, if ``role`` is given, ``SET ROLE`` to it (the writer role
+for the sink, the reader role for verify and queries), so the database enforces what the
+role may do. The writer lock is a transaction-scoped advisory lock named after the schema;
+leaf indices are computed under it (``max(idx) + 1``, never a sequence) and the
+``leaves_next_index`` trigger refuses any other. Reads run in ``REPEATABLE READ READ ONLY``
+transactions, so a verification sees one snapshot; the large scans use server-side cursors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Final
+
+import psycopg
+
+from audit_sink._sql import RECORD_COLUMNS, record_filter
+from audit_sink.pg_schema import quote_identifier
+from audit_sink.store import (
+    AppendRows,
+    CheckpointRow,
+    LeafRow,
+    PayloadRow,
+    Position,
+    RecordFilter,
+    RecordRow,
+    StoreError,
+    TopicPartition,
+)
+
+__all__ = ["PostgresLogStore", "connect"]
+
+FORMAT: Final = "audit-sink/postgres/1"
+
+
+def connect(dsn: str, role: str | None, schema: str) -> psycopg.Connection[Any]:
+    """An autocommit connection with the role set and the search path on ``schema``."""
+    connection = psycopg.connect(dsn, autocommit=True)
+    try:
+        if role is not None:
+            connection.execute(f"SET ROLE {quote_identifier(role)}")
+        connection.execute(f"SET search_path TO {quote_identifier(schema)}, pg_catalog")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _record(row: tuple[Any, ...]) -> RecordRow:
+    return RecordRow(
+        index=row[0],
+        audit_id=row[1],
+        kind=row[2],
+        event_id=row[3],
+        recipient_id=row[4],
+        order_ref=row[5],
+        outcome=row[6],
+        occurred_at=row[7],
+        reason_codes=row[8],
+        content_mac=bytes(row[9]),
+    )
+
+
+class _Reads:
+    """Read queries shared by the snapshot reader and the write transaction."""
+
+    def __init__(self, db: psycopg.Connection[Any]) -> None:
+        self._db = db
+
+    def _all(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        with self._db.cursor(binary=True) as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def size(self) -> int:
+        return int(self._all("SELECT COALESCE(max(idx), -1) + 1 FROM leaves")[0][0])
+
+    def checkpoints(self) -> list[CheckpointRow]:
+        rows = self._all("SELECT size, note, peaks FROM checkpoints ORDER BY size")
+        return [CheckpointRow(size, note, bytes(peaks)) for size, note, peaks in rows]
+
+    def latest_checkpoint(self) -> CheckpointRow | None:
+        rows = self._all("SELECT size, note, peaks FROM checkpoints ORDER BY size DESC LIMIT 1")
+        return CheckpointRow(rows[0][0], rows[0][1], bytes(rows[0][2])) if rows else None
+
+    def _scan(self, name: str, sql: str, chunk_size: int) -> Iterator[list[Any]]:
+        with self._db.cursor(name=name, binary=True) as cursor:
+            cursor.itersize = chunk_size
+            cursor.execute(sql)
+            while rows := cursor.fetchmany(chunk_size):
+                yield rows
+
+    def leaf_chunks(self, chunk_size: int) -> Iterator[list[tuple[int, bytes, bytes]]]:
+        yield from self._scan(
+            "audit_leaf_scan", "SELECT idx, leaf, leaf_hash FROM leaves ORDER BY idx", chunk_size
+        )
+
+    def payload_chunks(self, chunk_size: int) -> Iterator[list[tuple[int, bytes]]]:
+        yield from self._scan(
+            "audit_payload_scan", "SELECT idx, sealed FROM payloads ORDER BY idx", chunk_size
+        )
+
+    def leaf_rows(self, start: int, end: int) -> list[LeafRow]:
+        rows = self._all(
+            "SELECT idx, leaf, leaf_hash FROM leaves WHERE idx >= %s AND idx < %s ORDER BY idx",
+            (start, end),
+        )
+        return [LeafRow(i, bytes(leaf), bytes(h)) for i, leaf, h in rows]
+
+    def leaf_hashes(self, start: int, end: int) -> list[bytes]:
+        rows = self._all(
+            "SELECT leaf_hash FROM leaves WHERE idx >= %s AND idx < %s ORDER BY idx", (start, end)
+        )
+        return [bytes(h) for (h,) in rows]
+
+    def leaves(self, indices: Collection[int]) -> dict[int, bytes]:
+        rows = self._all(
+            "SELECT idx, leaf FROM leaves WHERE idx = ANY(%s)", (sorted(set(indices)),)
+        )
+        return {i: bytes(leaf) for i, leaf in rows}
+
+    def find_record(self, audit_id: str) -> int | None:
+        rows = self._all("SELECT idx FROM records WHERE audit_id = %s", (audit_id,))
+        return int(rows[0][0]) if rows else None
+
+    def query_records(self, criteria: RecordFilter) -> list[RecordRow]:
+        where, params = record_filter(criteria, "%s", "strpos({column}, {mark}) > 0")
+        if criteria.indices is not None:
+            where.append("idx = ANY(%s)")
+            params.append(sorted(set(criteria.indices)))
+        sql = f"SELECT {RECORD_COLUMNS} FROM records"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY idx"
+        if criteria.limit is not None:
+            sql += " LIMIT %s"
+            params.append(criteria.limit)
+        return [_record(row) for row in self._all(sql, params)]
+
+    def payloads(self, indices: Collection[int]) -> dict[int, PayloadRow]:
+        rows = self._all(
+            "SELECT idx, key_id, account_tag, sealed FROM payloads WHERE idx = ANY(%s)",
+            (sorted(set(indices)),),
+        )
+        return {
+            i: PayloadRow(i, key_id, None if tag is None else bytes(tag), bytes(sealed))
+            for i, key_id, tag, sealed in rows
+        }
+
+    def payload_indices_for_tag(self, account_tag: bytes) -> list[int]:
+        rows = self._all(
+            "SELECT idx FROM payloads WHERE account_tag = %s ORDER BY idx", (account_tag,)
+        )
+        return [int(i) for (i,) in rows]
+
+    def erased(self, indices: Collection[int] | None = None) -> set[int]:
+        if indices is None:
+            return {int(i) for (i,) in self._all("SELECT idx FROM erased")}
+        rows = self._all("SELECT idx FROM erased WHERE idx = ANY(%s)", (sorted(set(indices)),))
+        return {int(i) for (i,) in rows}
+
+    def committed_positions(self) -> dict[TopicPartition, int]:
+        rows = self._all("SELECT topic, part, next_offset FROM positions")
+        return {(topic, part): offset for topic, part, offset in rows}
+
+
+class _Transaction(_Reads):
+    """The write operations, under the advisory writer lock."""
+
+    def head(self) -> tuple[int, bytes | None]:
+        rows = self._all("SELECT idx, leaf_hash FROM leaves ORDER BY idx DESC LIMIT 1")
+        return (0, None) if not rows else (int(rows[0][0]) + 1, bytes(rows[0][1]))
+
+    def source_macs(
+        self, positions: Collection[Position]
+    ) -> dict[Position, dict[bytes, int | None]]:
+        wanted = sorted(set(positions))
+        if not wanted:
+            return {}
+        rows = self._all(
+            "SELECT s.topic, s.part, s.off, s.content_mac, s.idx FROM sources s "
+            "JOIN unnest(%s::text[], %s::integer[], %s::bigint[]) AS w(topic, part, off) "
+            "ON s.topic = w.topic AND s.part = w.part AND s.off = w.off",
+            ([p[0] for p in wanted], [p[1] for p in wanted], [p[2] for p in wanted]),
+        )
+        found: dict[Position, dict[bytes, int | None]] = {}
+        for topic, part, off, mac, idx in rows:
+            found.setdefault((topic, part, off), {})[bytes(mac)] = idx
+        return found
+
+    def max_offsets(self, partitions: Collection[TopicPartition]) -> dict[TopicPartition, int]:
+        found: dict[TopicPartition, int] = {}
+        for topic, part in sorted(set(partitions)):
+            rows = self._all(
+                "SELECT max(off) FROM sources WHERE topic = %s AND part = %s", (topic, part)
+            )
+            if rows[0][0] is not None:
+                found[(topic, part)] = int(rows[0][0])
+        return found
+
+    def records_by_audit_id(self, audit_ids: Collection[str]) -> dict[str, tuple[int, bytes]]:
+        rows = self._all(
+            "SELECT audit_id, idx, content_mac FROM records WHERE audit_id = ANY(%s)",
+            (sorted(set(audit_ids)),),
+        )
+        return {audit_id: (int(idx), bytes(mac)) for audit_id, idx, mac in rows}
+
+    def append(self, rows: AppendRows) -> None:
+        with self._db.cursor() as cursor:
+            if rows.leaves:
+                cursor.executemany(
+                    "INSERT INTO leaves(idx, leaf, leaf_hash) VALUES (%s, %s, %s)",
+                    [(r.index, r.leaf, r.leaf_hash) for r in rows.leaves],
+                )
+            if rows.payloads:
+                cursor.executemany(
+                    "INSERT INTO payloads(idx, key_id, account_tag, sealed) "
+                    "VALUES (%s, %s, %s, %s)",
+                    [(p.index, p.key_id, p.account_tag, p.sealed) for p in rows.payloads],
+                )
+            if rows.records:
+                cursor.executemany(
+                    f"INSERT INTO records({RECORD_COLUMNS}) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            r.index,
+                            r.audit_id,
+                            r.kind,
+                            r.event_id,
+                            r.recipient_id,
+                            r.order_ref,
+                            r.outcome,
+                            r.occurred_at,
+                            r.reason_codes,
+                            r.content_mac,
+                        )
+                        for r in rows.records
+                    ],
+                )
+            if rows.sources:
+                cursor.executemany(
+                    "INSERT INTO sources(topic, part, off, content_mac, idx) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    [
+                        (s.topic, s.partition, s.offset, s.content_mac, s.index)
+                        for s in rows.sources
+                    ],
+                )
+            if rows.erased:
+                cursor.executemany(
+                    "INSERT INTO erased(idx, erasure_idx) VALUES (%s, %s)", list(rows.erased)
+                )
+
+    def save_positions(self, positions: Mapping[TopicPartition, int]) -> None:
+        if not positions:
+            return
+        with self._db.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO positions(topic, part, next_offset) VALUES (%s, %s, %s) "
+                "ON CONFLICT (topic, part) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                [(topic, part, offset) for (topic, part), offset in positions.items()],
+            )
+
+    def add_checkpoint(self, row: CheckpointRow) -> None:
+        self._db.execute(
+            "INSERT INTO checkpoints(size, note, peaks) VALUES (%s, %s, %s)",
+            (row.size, row.note, row.peaks),
+        )
+
+
+class PostgresLogStore:
+    """The log in a PostgreSQL schema, used through one role."""
+
+    def __init__(self, dsn: str, schema: str, origin: str, role: str | None = None) -> None:
+        """Connect; record the origin on first use (``StoreError`` if the schema is another's)."""
+        self.schema = schema
+        self.origin = origin
+        self._lock_key = int.from_bytes(
+            hashlib.sha256(f"audit-sink:{schema}".encode()).digest()[:8], "big", signed=True
+        )
+        self._db = connect(dsn, role, schema)
+        try:
+            self._check_meta(origin)
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _check_meta(self, origin: str) -> None:
+        meta: dict[str, str] = {}
+        try:
+            with self._db.transaction():
+                meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+                if not meta:
+                    self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+                    meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+                    if not meta:
+                        self._db.execute(
+                            "INSERT INTO meta(key, value) VALUES ('origin', %s), ('format', %s)",
+                            (origin, FORMAT),
+                        )
+                        return
+        except psycopg.errors.UndefinedTable:
+            raise StoreError(
+                f"schema {self.schema} has no audit log tables: install it first "
+                "(audit-sink pg-schema)"
+            ) from None
+        except psycopg.errors.InsufficientPrivilege:
+            if not meta:
+                return  # a reader on an empty log: nothing to check yet
+            raise
+        if meta.get("origin") != origin or meta.get("format") != FORMAT:
+            raise StoreError(f"schema {self.schema} holds another log (origin or format differ)")
+
+    @contextmanager
+    def reader(self) -> Iterator[_Reads]:
+        """A ``REPEATABLE READ READ ONLY`` snapshot."""
+        with self._db.transaction():
+            self._db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield _Reads(self._db)
+
+    @contextmanager
+    def transaction(self) -> Iterator[_Transaction]:
+        """A transaction holding the advisory writer lock; commits when the block exits."""
+        with self._db.transaction():
+            self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
+            yield _Transaction(self._db)
+
+    def delete_erased_payloads(self, indices: Collection[int]) -> int:
+        """Delete the payloads of erased entries (the trigger refuses any other)."""
+        with self._db.transaction():
+            cursor = self._db.execute(
+                "DELETE FROM payloads WHERE idx = ANY(%s)", (sorted(set(indices)),)
+            )
+            return cursor.rowcount
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
