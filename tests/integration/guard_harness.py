@@ -22,7 +22,6 @@ from typing import Any
 import httpx
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import NewTopic
-
 from sharing_guard.codec import contract_registry
 from sharing_guard.contract import Decision, Event, RecipientType, TransferRequested
 from sharing_guard.settings import Topics

@@ -17,7 +17,6 @@ from guard_harness import (
     guard_env,
     sequential_runs,
 )
-
 from sharing_guard.client import TransferClient
 from sharing_guard.contract import Decision, TransferRequested
 from sharing_guard.policy_file import load_policy
