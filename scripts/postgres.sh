@@ -150,6 +150,9 @@ SELECT format('ALTER ROLE %I LOGIN CREATEDB CREATEROLE NOSUPERUSER PASSWORD %L',
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'role')
  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
 SELECT format('ALTER DATABASE %I OWNER TO %I', :'db', :'role') \gexec
+-- The audit tests prove that session_replication_role=replica cannot bypass the
+-- append-only triggers; the test role must be allowed to try (PostgreSQL 15+).
+SELECT format('GRANT SET ON PARAMETER session_replication_role TO %I', :'role') \gexec
 EOF
 }
 

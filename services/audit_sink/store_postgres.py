@@ -37,8 +37,16 @@ FORMAT: Final = "audit-sink/postgres/1"
 
 
 def connect(dsn: str, role: str | None, schema: str) -> psycopg.Connection[Any]:
-    """An autocommit connection with the role set and the search path on ``schema``."""
-    connection = psycopg.connect(dsn, autocommit=True)
+    """An autocommit connection with the role set and the search path on ``schema``.
+
+    Connection failures raise :class:`StoreError` with the server's reason but not the DSN
+    (which may hold a password).
+    """
+    try:
+        connection = psycopg.connect(dsn, autocommit=True)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise StoreError(f"cannot connect to PostgreSQL: {reason}") from None
     try:
         if role is not None:
             connection.execute(f"SET ROLE {quote_identifier(role)}")

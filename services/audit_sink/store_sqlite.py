@@ -363,14 +363,33 @@ class _Transaction(_Reads):
 class SqliteLogStore:
     """The log in one SQLite file, created on first open with mode 0600."""
 
-    def __init__(self, path: Path, origin: str) -> None:
-        """Open or create the log at ``path`` for ``origin`` (``StoreError`` if another's)."""
+    def __init__(self, path: Path, origin: str, *, read_only: bool = False) -> None:
+        """Open or create the log at ``path`` for ``origin`` (``StoreError`` if another's).
+
+        ``read_only`` opens an existing file without writing anything (no schema update),
+        e.g. a copy on read-only media, for verification and queries.
+        """
+        self.path = path
+        self.origin = origin
+        if read_only:
+            if not path.is_file():
+                raise StoreError(f"no audit log at {path}")
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            meta = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+        else:
+            meta = self._create(path, origin)
+        if meta and (meta.get("origin") != origin or meta.get("format") != FORMAT):
+            self._db.close()
+            raise StoreError(f"{path} holds another log (origin or format differ)")
+
+    def _create(self, path: Path, origin: str) -> dict[str, str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self.path = path
-        self.origin = origin
-        self._db = sqlite3.connect(path, isolation_level=None)
+        # Used from one thread at a time; verification reads from a helper thread while the
+        # caller waits (see audit_sink.verification), hence no same-thread check.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.execute("PRAGMA foreign_keys = ON")
@@ -388,9 +407,7 @@ class SqliteLogStore:
             self._db.close()
             raise
         self._db.execute("COMMIT")
-        if meta and (meta.get("origin") != origin or meta.get("format") != FORMAT):
-            self._db.close()
-            raise StoreError(f"{path} holds another log (origin or format differ)")
+        return meta
 
     @contextmanager
     def reader(self) -> Iterator[_Reads]:

@@ -8,8 +8,10 @@ stays bounded by the chunk size.
 from __future__ import annotations
 
 import gc
+import threading
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
+from queue import Empty, Queue
 
 from audit_sink.checkpoint import NoteVerifier
 from audit_sink.store import LogReader
@@ -55,12 +57,59 @@ def _verify(
         checkpoints=[StoredCheckpoint(row.size, row.note) for row in reader.checkpoints()],
         trusted_checkpoints=trusted_checkpoints,
     )
+    for rows, payloads in _prefetched(_merged(reader, chunk_size)):
+        verifier.add_leaves(rows)
+        verifier.add_payloads(payloads)
+    return verifier.finish()
+
+
+_Pair = tuple[list[tuple[int, bytes, bytes]], list[tuple[int, bytes]]]
+
+
+def _merged(reader: LogReader, chunk_size: int) -> Iterator[_Pair]:
+    """Leaf chunks, each with the payload rows up to its last index (the rest at the end)."""
     payloads = _Merge(reader.payload_chunks(chunk_size))
     for rows in reader.leaf_chunks(chunk_size):
-        verifier.add_leaves(rows)
-        verifier.add_payloads(payloads.upto(rows[-1][0]))
-    verifier.add_payloads(payloads.rest())
-    return verifier.finish()
+        yield rows, payloads.upto(rows[-1][0])
+    yield [], payloads.rest()
+
+
+def _prefetched(chunks: Iterator[_Pair], depth: int = 2) -> Iterator[_Pair]:
+    """Read the next chunks in a thread while this one is checked.
+
+    The database drivers release the GIL while the database works (SQLite's page reads,
+    PostgreSQL's server and network), so reading overlaps hashing. The reader is used
+    from that one thread only; an error there is re-raised here.
+    """
+    queue: Queue[_Pair | BaseException | None] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in chunks:
+                if stop.is_set():
+                    return
+                queue.put(item)
+        except BaseException as exc:  # handed to the consumer, never lost
+            queue.put(exc)
+            return
+        queue.put(None)
+
+    thread = threading.Thread(target=produce, name="audit-verify-reader", daemon=True)
+    thread.start()
+    try:
+        while (item := queue.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                queue.get(timeout=0.05)
+            except Empty:
+                continue
+        thread.join()
 
 
 class _Merge:

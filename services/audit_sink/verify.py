@@ -35,14 +35,14 @@ import hashlib
 import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from itertools import compress
 from operator import methodcaller
-from typing import Any, Final
+from typing import Final
 
 from audit_sink.checkpoint import Checkpoint, NoteError, NoteVerifier, open_checkpoint
 from audit_sink.leaf import HEADER, HEADER_SIZE, ZERO_HASH, EntryType, LeafFormatError, decode_leaf
 from audit_sink.merkle import CompactRange
+from audit_sink.report import Problem, ProblemCode, Report, ordered
 
 __all__ = [
     "DEFAULT_MAX_PROBLEMS",
@@ -61,105 +61,12 @@ _ANOMALY: Final = int(EntryType.ANOMALY)
 _ERASURE: Final = int(EntryType.ERASURE)
 
 
-class ProblemCode(StrEnum):
-    """What is wrong, as a stable code (the message adds the details)."""
-
-    MISSING_ENTRIES = "missing-entries"
-    LEAF_HASH_MISMATCH = "leaf-hash-mismatch"
-    MALFORMED_LEAF = "malformed-leaf"
-    MISPLACED_ENTRY = "misplaced-entry"
-    CHAIN_BREAK = "chain-break"
-    OFFSET_ORDER = "offset-order"
-    PAYLOAD_MISMATCH = "payload-mismatch"
-    PAYLOAD_MISSING = "payload-missing"
-    ORPHAN_PAYLOAD = "orphan-payload"
-    BAD_ERASURE = "bad-erasure"
-    CHECKPOINT_INVALID = "checkpoint-invalid"
-    ROOT_MISMATCH = "root-mismatch"
-    TRUNCATED = "truncated"
-    TRUSTED_CHECKPOINT_INVALID = "trusted-checkpoint-invalid"
-    FORK = "fork"
-
-
 @dataclass(frozen=True)
 class StoredCheckpoint:
     """A signed checkpoint note as stored, under the tree size it was stored for."""
 
     size: int
     note: str
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the log.
-
-    ``index`` is the first entry the problem concerns (``None`` when it concerns no entry,
-    e.g. an unverifiable checkpoint); ``range_end`` closes a range ``[index, range_end)``
-    when the problem can only be pinned to a range; ``checkpoint_size`` names the
-    checkpoint concerned, if any.
-    """
-
-    code: ProblemCode
-    message: str
-    index: int | None = None
-    range_end: int | None = None
-    checkpoint_size: int | None = None
-
-    @property
-    def sort_key(self) -> tuple[int, int]:
-        """Order: by entry index, then checkpoint size; entry problems first on ties."""
-        if self.index is not None:
-            return (self.index, 0)
-        return (self.checkpoint_size if self.checkpoint_size is not None else 0, 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The problem as a JSON-ready dict."""
-        return {
-            "code": self.code.value,
-            "index": self.index,
-            "range_end": self.range_end,
-            "checkpoint_size": self.checkpoint_size,
-            "message": self.message,
-        }
-
-
-@dataclass(frozen=True)
-class Report:
-    """The outcome of a full verification."""
-
-    size: int
-    problems: tuple[Problem, ...]
-    problem_count: int
-    erased: int
-    checkpoints_verified: int
-    latest_checkpoint: Checkpoint | None
-    trusted_sizes: tuple[int, ...]
-    unsigned_tail: int
-
-    @property
-    def ok(self) -> bool:
-        """Whether nothing is wrong."""
-        return self.problem_count == 0
-
-    @property
-    def first(self) -> Problem | None:
-        """The first problem (lowest entry index), if any."""
-        return self.problems[0] if self.problems else None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as a JSON-ready dict."""
-        latest = self.latest_checkpoint
-        return {
-            "ok": self.ok,
-            "size": self.size,
-            "erased": self.erased,
-            "checkpoints_verified": self.checkpoints_verified,
-            "latest_checkpoint_size": None if latest is None else latest.size,
-            "trusted_checkpoint_sizes": list(self.trusted_sizes),
-            "unsigned_tail": self.unsigned_tail,
-            "problem_count": self.problem_count,
-            "problems": [p.to_dict() for p in self.problems],
-        }
 
 
 @dataclass
@@ -272,35 +179,37 @@ class LogVerifier:
         """Compare the root at the current tree size with every target of that size."""
         size = self._tree.size
         root = self._tree.root()
+        matched = True
         while self._targets and self._targets[0].size == size:
             target = self._targets.pop(0)
             if target.root == root:
-                self._last_good = size
                 continue
+            matched = False
+            where = f"the first divergent entry is in [{self._last_good}, {size})"
             if target.trusted:
-                self._problem(
-                    Problem(
-                        ProblemCode.FORK,
-                        f"the first {size} entries are not those of the trusted checkpoint "
-                        f"{size} (rewritten or forked log); the first divergent entry is in "
-                        f"[{self._last_good}, {size})",
-                        index=self._last_good,
-                        range_end=size,
-                        checkpoint_size=size,
-                    )
+                code = ProblemCode.FORK
+                message = (
+                    f"the first {size} entries are not those of the trusted checkpoint {size} "
+                    f"(rewritten or forked log); {where}"
                 )
             else:
-                self._problem(
-                    Problem(
-                        ProblemCode.ROOT_MISMATCH,
-                        f"the first {size} entries do not hash to the root signed in "
-                        f"checkpoint {size}; the first divergent entry is in "
-                        f"[{self._last_good}, {size})",
-                        index=self._last_good,
-                        range_end=size,
-                        checkpoint_size=size,
-                    )
+                code = ProblemCode.ROOT_MISMATCH
+                message = (
+                    f"the first {size} entries do not hash to the root signed in checkpoint "
+                    f"{size}; {where}"
                 )
+            self._problem(
+                Problem(
+                    code,
+                    message,
+                    index=self._last_good,
+                    range_end=size,
+                    checkpoint_size=size,
+                    bound=True,
+                )
+            )
+        if matched:
+            self._last_good = size
 
     def _extend_tree(self, hashes: list[bytes]) -> None:
         """Append leaf hashes, stopping at every checkpoint size to compare roots."""
@@ -487,43 +396,37 @@ class LogVerifier:
     def _link(self, idx: int, link: bytes, prev: bytes, misplaced: bool = False) -> None:
         """Attribute chain breaks: the edited entry is the one inconsistent with a neighbour.
 
-        A single break between ``idx - 1`` and ``idx`` means entry ``idx - 1`` was edited
-        (its successor committed to its old hash); two consecutive breaks around ``idx``
-        mean ``idx`` itself was replaced; a misplaced entry is already reported.
+        A lone break between ``idx - 1`` and ``idx`` means entry ``idx - 1`` was edited (its
+        successor committed to its old hash); breaks on both sides of ``idx`` mean ``idx``
+        itself was replaced; a misplaced entry is already reported as such.
         """
         s = self._s
         broken = link != prev
-        previous_break = s.chain_pending
+        pending = s.chain_pending
         s.chain_pending = None
-        if previous_break is not None:
-            blamed = idx - 1 if broken else previous_break
-            self._problem(
-                Problem(
-                    ProblemCode.CHAIN_BREAK,
-                    f"entry {blamed} is not the entry its neighbours were chained to (edited "
-                    "after it was appended, even if its stored hash was recomputed)",
-                    index=blamed,
-                )
-            )
-            if broken:
-                # This break is explained by the replaced entry idx - 1; look no further.
+        if pending is not None:
+            if broken and idx == pending + 2:
+                self._chain_problem(idx - 1)
                 return
+            self._chain_problem(pending)
         if broken and not misplaced and idx > 0:
             s.chain_pending = idx - 1
+
+    def _chain_problem(self, blamed: int) -> None:
+        self._problem(
+            Problem(
+                ProblemCode.CHAIN_BREAK,
+                f"entry {blamed} is not the entry its neighbours were chained to (edited "
+                "after it was appended, even if its stored hash was recomputed)",
+                index=blamed,
+            )
+        )
 
     def _flush_chain(self) -> None:
         s = self._s
         if s.chain_pending is not None:
-            blamed = s.chain_pending
+            self._chain_problem(s.chain_pending)
             s.chain_pending = None
-            self._problem(
-                Problem(
-                    ProblemCode.CHAIN_BREAK,
-                    f"entry {blamed} is not the entry its successor was chained to (edited "
-                    "after it was appended, even if its stored hash was recomputed)",
-                    index=blamed,
-                )
-            )
 
     def _offset_order(self, idx: int, key: tuple[bytes, int], offset: int, last: int) -> None:
         self._problem(
@@ -632,7 +535,7 @@ class LogVerifier:
                     index=idx,
                 )
             )
-        problems = tuple(sorted(self._problems, key=lambda p: p.sort_key))
+        problems = ordered(self._problems)
         signed = self._latest.size if self._latest is not None else 0
         return Report(
             size=size,

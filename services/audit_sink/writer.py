@@ -198,7 +198,7 @@ class AuditLog:
         tags = {
             self._index_key.account_tag(r.account_id) for r in decoded if r.account_id is not None
         }
-        keys = self._keys.keys_for_tags(tags, create=True)
+        keys = self._keys.keys_for_tags(tags, create=False)
         with self.store.transaction() as txn:
             head = self._sync(txn)
             plan = plan_batch(
@@ -211,6 +211,7 @@ class AuditLog:
                 max_offsets=txn.max_offsets({(m.topic, m.partition) for m in batch}),
                 known_records=txn.records_by_audit_id({r.audit_id for r in decoded}),
             )
+            self._create_missing_keys(plan.entries, keys)
             rows, appended, tree, last_hash = self._materialise(plan.entries, head, keys)
             txn.append(replace(rows, sources=plan.sources))
             txn.save_positions(positions)
@@ -286,6 +287,23 @@ class AuditLog:
 
     def _batch_decoder(self, batch: Sequence[ConsumedRecord]) -> _MemoDecoder:
         return _MemoDecoder(self._decode, [m.value for m in batch if m.value is not None])
+
+    def _create_missing_keys(
+        self, entries: Sequence[PlannedRecord | PlannedAnomaly], keys: dict[bytes, SubjectKey]
+    ) -> None:
+        """Create (and commit, before the log commits) the keys of accounts new to the log.
+
+        Only for entries actually appended: a skipped redelivery creates no key.
+        """
+        accounts = {
+            e.record.account_id if isinstance(e, PlannedRecord) else e.account_id
+            for e in entries
+            if isinstance(e, PlannedRecord) or e.raw is not None
+        }
+        tags = {self._index_key.account_tag(a) for a in accounts if a is not None}
+        missing = tags - keys.keys()
+        if missing:
+            keys.update(self._keys.keys_for_tags(missing, create=True))
 
     def _key_for(
         self, account_id: str | None, keys: dict[bytes, SubjectKey]

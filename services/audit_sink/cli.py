@@ -1,0 +1,260 @@
+"""The ``audit-sink`` command line: keygen, verify, proof, export, query, erase, pg-schema.
+
+Settings come from ``AUDIT_SINK_*`` variables (:mod:`audit_sink.settings`); each command is
+a thin shell over a plain function (:mod:`audit_sink.verification`, :mod:`audit_sink.proofs`,
+:mod:`audit_sink.query`, :mod:`audit_sink.export`, :class:`audit_sink.writer.AuditLog`).
+Exit status: 0 success (for ``verify``: the log is intact), 1 the answer is negative
+(``verify`` found a problem, ``proof`` has no proof), 2 the command could not run (settings,
+keys, store). Messages never contain personal data: entries are named by index.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TextIO
+
+from audit_sink import bootstrap
+from audit_sink.export import export_log
+from audit_sink.pg_schema import keystore_schema_sql, log_schema_sql
+from audit_sink.proofs import ProofError, prove_event
+from audit_sink.query import QueryCriteria, query_entries
+from audit_sink.render import FORMATS, render
+from audit_sink.settings import AuditSinkSettings, SettingsError
+from audit_sink.signing import SigningKeyError, create_signing_key
+from audit_sink.store import LogStore, StoreError
+from audit_sink.verification import verify_log
+from audit_sink.verify import Report
+
+EXIT_OK, EXIT_NEGATIVE, EXIT_CANNOT_RUN = 0, 1, 2
+_SHOWN_PROBLEMS = 20
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="audit-sink",
+        description="The tamper-evident audit trail of sharing-guard decisions.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    keygen = commands.add_parser("keygen", help="create the checkpoint signing key (0600)")
+    keygen.add_argument(
+        "--index-key", action="store_true", help="instead print a fresh random index key"
+    )
+
+    verify = commands.add_parser("verify", help="verify the whole log; exit 0 when intact")
+    verify.add_argument("--vkey", help="the log's pinned verifier key (else AUDIT_SINK_VKEY)")
+    verify.add_argument(
+        "--trusted-checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a checkpoint held outside the database (a .note file, or a directory of them)",
+    )
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    proof = commands.add_parser("proof", help="tlog-proof of one decision, checkable offline")
+    proof.add_argument("event_id")
+    proof.add_argument("--vkey", help="the log's pinned verifier key (else AUDIT_SINK_VKEY)")
+
+    export = commands.add_parser("export", help="write a self-contained, verifiable export")
+    export.add_argument("directory", type=Path)
+    export.add_argument("--vkey", help="the log's pinned verifier key (else AUDIT_SINK_VKEY)")
+    export.add_argument(
+        "--include-payloads", action="store_true", help="also export the ciphertexts"
+    )
+
+    query = commands.add_parser("query", help="list decisions and governance changes")
+    query.add_argument("--account", help="account id (needs the index key)")
+    query.add_argument("--recipient")
+    query.add_argument("--outcome", choices=("ALLOW", "BLOCK"))
+    query.add_argument("--reason", help="a reason code, e.g. CONSENT_MISSING")
+    query.add_argument("--order-ref")
+    query.add_argument("--from", dest="occurred_from", help="RFC 3339 instant, inclusive")
+    query.add_argument("--to", dest="occurred_to", help="RFC 3339 instant, exclusive")
+    query.add_argument("--limit", type=int)
+    query.add_argument("--format", choices=FORMATS, default="table")
+
+    erase = commands.add_parser("erase", help="crypto-shred an account (right to erasure)")
+    erase.add_argument("account", help="the account id, or - to read it from stdin")
+
+    commands.add_parser("serve", help="HTTP API (not available yet)")
+
+    schema = commands.add_parser("pg-schema", help="print the PostgreSQL DDL and grants")
+    schema.add_argument("--writer-role")
+    schema.add_argument("--reader-role")
+    schema.add_argument("--keys-role")
+    return parser
+
+
+def _instant(text: str | None, what: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise SettingsError(f"{what} is not an RFC 3339 instant") from None
+    if value.tzinfo is None:
+        raise SettingsError(f"{what} needs a time zone (e.g. Z)")
+    return value
+
+
+def _trusted_notes(paths: Sequence[Path]) -> list[str]:
+    notes: list[str] = []
+    for path in paths:
+        files = sorted(path.glob("*.note")) if path.is_dir() else [path]
+        notes.extend(f.read_text("utf-8") for f in files)
+    return notes
+
+
+def _print_report(report: Report, as_json: bool, out: TextIO) -> None:
+    if as_json:
+        out.write(json.dumps(report.to_dict(), sort_keys=True) + "\n")
+        return
+    if report.ok:
+        latest = report.latest_checkpoint
+        parts = [
+            f"OK: {report.size} entries intact",
+            f"{report.erased} erased under erasure entries",
+            f"{report.checkpoints_verified} checkpoints verified"
+            + ("" if latest is None else f" (latest {latest.size})"),
+            f"{report.unsigned_tail} entries after the latest checkpoint",
+        ]
+        if report.trusted_sizes:
+            parts.append(f"consistent with trusted checkpoints {list(report.trusted_sizes)}")
+        out.write(", ".join(parts) + "\n")
+        return
+    first = report.first
+    assert first is not None
+    where = f"entry {first.index}" if first.index is not None else "checkpoint"
+    out.write(f"FAIL: first bad {where}: {first.message} [{first.code.value}]\n")
+    for problem in report.problems[1:_SHOWN_PROBLEMS]:
+        out.write(f"  also: {problem.message} [{problem.code.value}]\n")
+    out.write(f"{report.problem_count} problem(s) in total\n")
+
+
+def _keygen(settings: AuditSinkSettings, index_key: bool) -> int:
+    if index_key:
+        print(base64.b64encode(os.urandom(32)).decode("ascii"))
+        return EXIT_OK
+    path = settings.signing_key_path()
+    signer = create_signing_key(path, settings.require_origin())
+    print(signer.verifier().vkey)
+    print(
+        f"wrote {path} (mode 0600); publish the vkey above and pin it with AUDIT_SINK_VKEY",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
+    command = args.command
+    if command == "keygen":
+        return _keygen(settings, args.index_key)
+    if command == "serve":
+        print("audit-sink: serve is not available yet", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    if command == "pg-schema":
+        pg = settings.postgres
+        print(log_schema_sql(pg.schema_name, args.writer_role, args.reader_role))
+        print(keystore_schema_sql(pg.keys_schema, args.keys_role))
+        return EXIT_OK
+    store = bootstrap.open_store(settings, write=command == "erase")
+    try:
+        if command == "verify":
+            verifier = bootstrap.pinned_verifier(settings, args.vkey)
+            with store.reader() as reader:
+                report = verify_log(
+                    reader,
+                    trusted_keys=[verifier],
+                    origin=store.origin,
+                    trusted_checkpoints=_trusted_notes(args.trusted_checkpoint),
+                    chunk_size=settings.verify_chunk,
+                )
+            _print_report(report, args.json, sys.stdout)
+            return EXIT_OK if report.ok else EXIT_NEGATIVE
+        if command == "proof":
+            verifier = bootstrap.pinned_verifier(settings, args.vkey)
+            with store.reader() as reader:
+                try:
+                    proof = prove_event(
+                        reader, args.event_id, trusted_keys=[verifier], origin=store.origin
+                    )
+                except ProofError as exc:
+                    print(f"audit-sink: no proof: {exc}", file=sys.stderr)
+                    return EXIT_NEGATIVE
+            sys.stdout.write(proof.bundle)
+            return EXIT_OK
+        if command == "export":
+            verifier = bootstrap.pinned_verifier(settings, args.vkey)
+            with store.reader() as reader:
+                summary = export_log(
+                    reader,
+                    args.directory,
+                    verifier=verifier,
+                    include_payloads=args.include_payloads,
+                    chunk_size=settings.verify_chunk,
+                )
+            print(
+                f"exported {summary.size} entries and {summary.checkpoints} checkpoints "
+                f"to {summary.directory}",
+                file=sys.stderr,
+            )
+            return EXIT_OK
+        return _with_keys(args, settings, store)
+    finally:
+        store.close()
+
+
+def _with_keys(args: argparse.Namespace, settings: AuditSinkSettings, store: LogStore) -> int:
+    keys = bootstrap.open_keystore(settings)
+    try:
+        if args.command == "query":
+            criteria = QueryCriteria(
+                account_id=args.account,
+                recipient_id=args.recipient,
+                outcome=args.outcome,
+                reason_code=args.reason,
+                order_ref=args.order_ref,
+                occurred_from=_instant(args.occurred_from, "--from"),
+                occurred_to=_instant(args.occurred_to, "--to"),
+                limit=args.limit,
+            )
+            index_key = bootstrap.index_key(settings) if args.account is not None else None
+            with store.reader() as reader:
+                views = query_entries(reader, keys, criteria, index_key)
+            sys.stdout.write(render(views, args.format))
+            return EXIT_OK
+        account = sys.stdin.readline().strip() if args.account == "-" else args.account
+        if not account:
+            raise SettingsError("no account given")
+        result = bootstrap.build_log(settings, store, keys).erase(account)
+        where = "" if result.erasure_index is None else f" (erasure entry {result.erasure_index})"
+        print(
+            f"erased {result.erased_entries} entries{where}, destroyed "
+            f"{result.keys_destroyed} key(s), deleted {result.payloads_deleted} ciphertext(s)"
+        )
+        return EXIT_OK
+    finally:
+        keys.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args, AuditSinkSettings())
+    except (SettingsError, SigningKeyError, StoreError, OSError) as exc:
+        print(f"audit-sink: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The audit sink's one settings object, read from the environment.
+
+Every variable has the prefix ``AUDIT_SINK_``; nested sections use ``__``, e.g.
+``AUDIT_SINK_POSTGRES__DSN``. Secrets (the index key, DSNs with passwords) are ``SecretStr``:
+they never show in a repr or a log line. See docs/audit-trail.md for every setting.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["AuditSinkSettings", "PostgresSettings", "SettingsError", "SqliteSettings"]
+
+
+class SettingsError(ValueError):
+    """A setting needed by the command is missing or invalid."""
+
+
+class SqliteSettings(BaseModel):
+    """The embedded default: the log and the key store in two separate files."""
+
+    log_file: Path | None = Field(default=None, description="Log file; default data_dir/log.db.")
+    keys_file: Path | None = Field(
+        default=None, description="Key store file; default data_dir/keys.db (keep it apart)."
+    )
+
+
+class PostgresSettings(BaseModel):
+    """Production: the log and the key store in separate schemas, each with its own role."""
+
+    dsn: SecretStr | None = Field(default=None, description="Log database DSN.")
+    schema_name: str = Field(default="audit_log", description="Schema of the log tables.")
+    role: str | None = Field(default=None, description="Role to SET for writing (the sink).")
+    reader_role: str | None = Field(
+        default=None, description="Role to SET for verify, proof, export and query."
+    )
+    keys_dsn: SecretStr | None = Field(default=None, description="Key store DSN; default dsn.")
+    keys_schema: str = Field(default="audit_keys", description="Schema of the key table.")
+    keys_role: str | None = Field(default=None, description="Role to SET for the key store.")
+
+
+class AuditSinkSettings(BaseSettings):
+    """Everything the audit sink commands need, with defaults for a local run."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUDIT_SINK_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    origin: str | None = Field(
+        default=None,
+        description="Log origin, unique per deployment (e.g. audit.example.com/sharing-guard).",
+    )
+    backend: Literal["sqlite", "postgres"] = Field(default="sqlite", description="Log store.")
+    data_dir: Path = Field(default=Path(".cache/audit-sink"), description="Default file home.")
+    sqlite: SqliteSettings = SqliteSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    signing_key_file: Path | None = Field(
+        default=None, description="Ed25519 seed file (0600); default data_dir/signing.key."
+    )
+    vkey: str | None = Field(
+        default=None, description="Pinned verifier key of the log (for verify and proof)."
+    )
+    index_key: SecretStr | None = Field(
+        default=None, description="Base64 secret (>= 32 bytes) for keyed account tags."
+    )
+    checkpoint_dir: Path | None = Field(
+        default=None, description="External checkpoint archive; default data_dir/checkpoints."
+    )
+    checkpoint_every: int = Field(default=1000, ge=1, description="Sign after this many.")
+    checkpoint_each_batch: bool = Field(default=True, description="Sign after every batch.")
+    audit_topic: str = Field(default="governance.audit", description="Topic the sink reads.")
+    verify_chunk: int = Field(default=16384, ge=1, description="Rows per verification chunk.")
+
+    def require_origin(self) -> str:
+        """The origin (``SettingsError`` if unset)."""
+        if not self.origin:
+            raise SettingsError("set AUDIT_SINK_ORIGIN (unique per deployment)")
+        return self.origin
+
+    def log_file(self) -> Path:
+        """The SQLite log file."""
+        return self.sqlite.log_file or self.data_dir / "log.db"
+
+    def keys_file(self) -> Path:
+        """The SQLite key store file."""
+        return self.sqlite.keys_file or self.data_dir / "keys.db"
+
+    def signing_key_path(self) -> Path:
+        """The signing key file."""
+        return self.signing_key_file or self.data_dir / "signing.key"
+
+    def archive_dir(self) -> Path:
+        """The external checkpoint archive directory."""
+        return self.checkpoint_dir or self.data_dir / "checkpoints"
+
+    def index_key_bytes(self) -> bytes:
+        """The decoded index key (``SettingsError`` if unset or not base64 of 32+ bytes)."""
+        if self.index_key is None:
+            raise SettingsError("set AUDIT_SINK_INDEX_KEY (base64 of 32 random bytes)")
+        try:
+            raw = base64.b64decode(self.index_key.get_secret_value(), validate=True)
+        except (binascii.Error, ValueError):
+            raise SettingsError("AUDIT_SINK_INDEX_KEY is not base64") from None
+        if len(raw) < 32:
+            raise SettingsError("AUDIT_SINK_INDEX_KEY must decode to at least 32 bytes")
+        return raw
+
+    def postgres_dsn(self) -> str:
+        """The log DSN (``SettingsError`` if unset)."""
+        if self.postgres.dsn is None:
+            raise SettingsError("set AUDIT_SINK_POSTGRES__DSN for the postgres backend")
+        return self.postgres.dsn.get_secret_value()
+
+    def postgres_keys_dsn(self) -> str:
+        """The key store DSN (the log DSN when unset)."""
+        if self.postgres.keys_dsn is not None:
+            return self.postgres.keys_dsn.get_secret_value()
+        return self.postgres_dsn()
