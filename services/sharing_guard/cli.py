@@ -7,6 +7,7 @@ valid, 1 when some line was invalid (reported on stderr), 2 when the run could n
 """
 
 import argparse
+import gc
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -51,6 +52,10 @@ def _open_input(name: str) -> Iterator[BinaryIO]:
 
 
 def _run(lines: BinaryIO, policy: Policy, human: bool) -> int:
+    # A replay only accumulates state (no cycles to reclaim): keep the collector from
+    # rescanning it over and over (measured: a third of the run time on large files).
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     out, err = sys.stdout, sys.stderr
     status = EXIT_OK
     for item in replay(lines, policy):

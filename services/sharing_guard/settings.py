@@ -51,6 +51,9 @@ class GuardSettings(BaseSettings):
     catch_up_timeout_s: float = Field(
         default=5.0, gt=0, description="Longest wait for state; then GUARD_ERROR."
     )
+    session_timeout_s: float = Field(
+        default=10.0, ge=3, description="A worker silent this long leaves the group."
+    )
     max_record_bytes: int = Field(default=1024 * 1024, ge=1024, description="Larger: DLQ.")
     web_host: str = Field(default="127.0.0.1", description="Health and metrics bind address.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Health and metrics port.")

@@ -24,7 +24,8 @@ and then interleaves:
   ``occurred_at`` is strictly later than the one before it.
 
 Ids are opaque (``evt-000123``, ``acc-0042``, ``rcp-0007``, ``ord-00012``). The shares
-above hold for long runs; a short run is mostly the opening governance.
+above hold for long runs: the opening takes the first 87 events, so a run of a few
+hundred events is still mostly governance.
 """
 
 import random

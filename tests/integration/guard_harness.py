@@ -109,6 +109,20 @@ class GuardProcess:
             time.sleep(0.3)
         raise AssertionError(f"worker not ready in {timeout_s}s: {self.log.read_text()[-3000:]}")
 
+    def ready_now(self) -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def decisions_made(self) -> float:
+        """The worker's own count of decisions (its Prometheus counter)."""
+        total = 0.0
+        for line in self.metrics().splitlines():
+            if line.startswith("sharing_guard_decisions_total{"):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
 

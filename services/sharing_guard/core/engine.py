@@ -231,6 +231,11 @@ def guard_error(event_id: str, policy: Policy) -> Decision:
     return _decision(event_id, Outcome.BLOCK, (reason(ReasonCode.GUARD_ERROR),), policy, None)
 
 
+_DECISION_FIELDS = frozenset(Decision.model_fields)
+_new_object = object.__new__
+_set = object.__setattr__
+
+
 def _decision(
     event_id: str,
     outcome: Outcome,
@@ -238,12 +243,23 @@ def _decision(
     policy: Policy,
     order_ref: str | None,
 ) -> Decision:
-    # Every argument is built by this module from validated values, so validation is
-    # skipped on this hot path; tests check the result validates.
-    return Decision.model_construct(
-        event_id=event_id,
-        outcome=outcome,
-        reasons=reasons,
-        policy_version=policy.version,
-        order_ref=order_ref,
+    """Build the decision without re-validating it: every value comes from a validated
+    event, the policy or this module's constants. This is ``Decision.model_construct``
+    without its per-call bookkeeping (it is on the hot path: about 2.5x faster);
+    ``tests/unit/test_policy_and_replay.py`` checks the result equals a validated model."""
+    decision = _new_object(Decision)
+    _set(
+        decision,
+        "__dict__",
+        {
+            "event_id": event_id,
+            "outcome": outcome,
+            "reasons": reasons,
+            "policy_version": policy.version,
+            "order_ref": order_ref,
+        },
     )
+    _set(decision, "__pydantic_fields_set__", _DECISION_FIELDS)
+    _set(decision, "__pydantic_extra__", None)
+    _set(decision, "__pydantic_private__", None)
+    return decision

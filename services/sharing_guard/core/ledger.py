@@ -98,7 +98,15 @@ def decide(
     orders = state.orders
     if decision.outcome is Outcome.ALLOW and decision.order_ref is not None:
         orders = orders.set(decision.order_ref, with_disclosure(orders[decision.order_ref]))
-    return replace(state, orders=orders, seen=state.seen.set(transfer.event_id, decision)), decision
+    # Built directly rather than with dataclasses.replace: this runs once per transfer.
+    next_state = GovernanceState(
+        state.consents,
+        state.recipients,
+        state.rights_by_account,
+        orders,
+        state.seen.set(transfer.event_id, decision),
+    )
+    return next_state, decision
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,8 +25,9 @@ marked ``guard.duplicate: 1``. Records that cannot be decoded go to the dead-let
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import faust
@@ -119,6 +120,9 @@ class GuardWorker:
             topic_partitions=n,
             consumer_auto_offset_reset="earliest",
             producer_acks=-1,
+            broker_session_timeout=settings.session_timeout_s,
+            broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
+            broker_rebalance_timeout=max(30.0, settings.session_timeout_s * 3),
             web_enabled=True,
             web_bind=settings.web_host,
             web_port=settings.web_port,
@@ -136,18 +140,18 @@ class GuardWorker:
             for name in ("decisions", "approved", "blocked", "dlq", "audit")
         }
 
-        schema: Any = faust.Schema(
-            key_type=str, value_type=bytes, key_serializer="json", value_serializer="raw"
-        )
-
+        # Faust picks a table's serializers from key_type/value_type: str keys as JSON,
+        # bytes values raw (our own encoding, see state_codec).
         def table(name: str, partitions: int) -> Any:
-            return app.Table(name, partitions=partitions, schema=schema)
+            return app.Table(name, partitions=partitions, key_type=str, value_type=bytes)
 
         self.tables: dict[StateTable, Any] = {
             StateTable.CONSENTS: table("consents", n),
             StateTable.RIGHTS: table("rights", n),
             StateTable.ORDERS: table("orders", 1),
-            StateTable.RECIPIENTS: app.GlobalTable("recipients", partitions=1, schema=schema),
+            StateTable.RECIPIENTS: app.GlobalTable(
+                "recipients", partitions=1, key_type=str, value_type=bytes
+            ),
         }
         self.account_seen = table("account-seen", n)
         self.recipients_seen = table("recipients-seen", 1)
@@ -209,10 +213,22 @@ class GuardWorker:
     # --- transfers ------------------------------------------------------------------------
 
     async def _transfers(self, stream: Any) -> None:
-        async for batch in stream.take_events(
+        await self._in_batches(stream, self._decide_batch)
+
+    async def _in_batches(
+        self, stream: Any, decide: Callable[[Sequence[Any]], Awaitable[None]]
+    ) -> None:
+        """Decide batches of events and acknowledge each batch only once its effects are
+        durable. ``take_events`` acknowledges a batch even when a rebalance interrupts it
+        (its events would then be lost); ``noack_take`` leaves that to us.
+        """
+        async for batch in stream.noack_take(
             self.settings.batch_max, within=self.settings.batch_within_s
         ):
-            await self._decide_batch(batch)
+            await decide(batch)
+            await self.app.producer.flush()
+            for event in batch:
+                await stream.ack(event)
 
     async def _decide_batch(self, batch: Sequence[Any]) -> None:
         pending = await self._decode_transfers(batch)
@@ -245,7 +261,7 @@ class GuardWorker:
                 await self._forward_to_order_stage(item)
                 continue
             else:
-                decision = self._evaluate(transfer, gather_facts(transfer, self.view))
+                decision = self._evaluate(transfer, partial(gather_facts, transfer, self.view))
             table_put(self.decisions, item.partition, transfer.event_id, encode_decision(decision))
             decided.append((item, decision, False))
         await self._publish(decided)
@@ -286,18 +302,17 @@ class GuardWorker:
         )
         return {tp: self.catchup.reached({tp: end}) for tp, end in targets.items()}
 
-    def _evaluate(self, transfer: TransferRequested, facts: Facts) -> Decision:
+    def _evaluate(self, transfer: TransferRequested, facts: Callable[[], Facts]) -> Decision:
+        """Gather the facts and decide; any fault (a state record that does not load,
+        a bug) blocks with GUARD_ERROR instead of stopping the worker (fail closed)."""
         try:
-            return evaluate(transfer, facts, self.policy)
-        except Exception:  # fail closed: a fault blocks with GUARD_ERROR, never skips
+            return evaluate(transfer, facts(), self.policy)
+        except Exception:
+            log.exception("guard fault on transfer %s", transfer.event_id)
             return self._fault(transfer.event_id)
 
     def _evaluate_order_request(self, item: Pending) -> Decision:
-        try:
-            facts = self._order_facts(item)
-        except Exception:  # a snapshot that does not load is a fault: block
-            return self._fault(item.transfer.event_id)
-        return self._evaluate(item.transfer, facts)
+        return self._evaluate(item.transfer, lambda: self._order_facts(item))
 
     def _fault(self, event_id: str) -> Decision:
         self.telemetry.guard_errors.add(1)
@@ -324,10 +339,7 @@ class GuardWorker:
     # --- orders ---------------------------------------------------------------------------
 
     async def _order_requests(self, stream: Any) -> None:
-        async for batch in stream.take_events(
-            self.settings.batch_max, within=self.settings.batch_within_s
-        ):
-            await self._decide_order_batch(batch)
+        await self._in_batches(stream, self._decide_order_batch)
 
     async def _decide_order_batch(self, batch: Sequence[Any]) -> None:
         pending = await self._decode_transfers(batch)
