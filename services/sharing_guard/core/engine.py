@@ -5,8 +5,7 @@ rule that blocks (forbid beats permit), or the allow basis when none does. It re
 clock: validity windows and consent times are judged at the transfer's ``occurred_at``.
 """
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from sharing_guard.contract.decision import Decision, Reason
 from sharing_guard.contract.enums import (
@@ -84,9 +83,11 @@ class StateView(Protocol):
         """The registered order, or ``None``."""
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """Everything a decision depends on besides the request and the policy."""
+class Facts(NamedTuple):
+    """Everything a decision depends on besides the request and the policy.
+
+    A named tuple rather than a frozen dataclass: as immutable, and built once per
+    transfer at a third of the cost."""
 
     recipient: RecipientState | None = None
     marketing_consent: ConsentState | None = None
@@ -177,14 +178,14 @@ def evaluate(transfer: TransferRequested, facts: Facts, policy: Policy) -> Decis
             order_valid = not order_blocks
             blocks.extend(order_blocks)
 
-    permitted = policy.purposes_by_type[rtype]
+    purpose_ok = transfer.purpose in policy.purposes_by_type[rtype]
     if rtype in policy.registration_required:
         registered = facts.recipient
         if registered is None or registered.recipient_type is not rtype:
             blocks.append(reason(ReasonCode.RECIPIENT_NOT_REGISTERED))
         else:
-            permitted = permitted & registered.permitted_purposes
-    if transfer.purpose not in permitted:
+            purpose_ok = purpose_ok and transfer.purpose in registered.permitted_purposes
+    if not purpose_ok:
         blocks.append(reason(ReasonCode.PURPOSE_NOT_PERMITTED))
 
     if rtype is RecipientType.BUSINESS_TRANSFER_COUNTERPARTY and transfer.transaction_ref is None:

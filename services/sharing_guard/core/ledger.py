@@ -7,7 +7,7 @@ first outcome and changes nothing.
 """
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from immutables import Map
 
@@ -109,8 +109,7 @@ def decide(
     return next_state, decision
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """The result of one event: the next state, the decision for a transfer, and whether
     the event was a redelivery (an ``event_id`` seen before)."""
 
