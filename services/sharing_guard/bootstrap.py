@@ -1,6 +1,8 @@
 """The guard's composition root: settings in, a runnable worker out. Nothing else wires."""
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from sharing_guard.codec import CodecRegistry, contract_registry
 from sharing_guard.policy_file import load_policy
@@ -23,8 +25,21 @@ def build_worker(
         settings=settings,
         policy=load_policy(settings.policy_file),
         registry=registry or contract_registry().limited_to(settings.max_record_bytes),
-        telemetry=telemetry or build_telemetry([PrometheusMetricReader()]),
+        telemetry=telemetry
+        or build_telemetry([PrometheusMetricReader()], _tracer_provider(settings)),
     )
+
+
+def _tracer_provider(settings: GuardSettings) -> TracerProvider:
+    """Spans to a JSON-lines file when ``trace_file`` is set; otherwise kept in process."""
+    provider = TracerProvider()
+    if settings.trace_file is not None:
+        out = settings.trace_file.open("a", encoding="utf-8")
+        exporter = ConsoleSpanExporter(
+            out=out, formatter=lambda span: span.to_json(indent=None) + "\n"
+        )
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
+    return provider
 
 
 def run_worker(settings: GuardSettings | None = None) -> None:

@@ -58,3 +58,8 @@ class GuardSettings(BaseSettings):
     web_host: str = Field(default="127.0.0.1", description="Health and metrics bind address.")
     web_port: int = Field(default=6066, ge=1, le=65535, description="Health and metrics port.")
     log_level: str = Field(default="WARNING", description="Worker log level.")
+    trace_file: Path | None = Field(
+        default=None,
+        description="Append finished spans as JSON lines here (development and tests; "
+        "production wires an OpenTelemetry exporter of its choice in bootstrap).",
+    )
