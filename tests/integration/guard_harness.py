@@ -83,6 +83,7 @@ class GuardProcess:
     log: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    reported_not_ready: bool = False
 
     def start(self) -> GuardProcess:
         env = {**self.env, "SHARING_GUARD_WEB_PORT": str(self.port)}
@@ -102,10 +103,13 @@ class GuardProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"worker exited: {self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code == 200:
-                    return
+                status = httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).status_code
             except httpx.HTTPError:
-                pass
+                status = None
+            if status == 200:
+                return
+            if status == 503:
+                self.reported_not_ready = True
             time.sleep(0.3)
         raise AssertionError(f"worker not ready in {timeout_s}s: {self.log.read_text()[-3000:]}")
 
