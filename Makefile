@@ -13,8 +13,8 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed  ## create .venv and install the project with its dev tools
 
-demo: setup  ## decide the demo stream offline and explain every decision
-	$(BIN)/sharing-guard explain examples/demo.jsonl
+demo: setup  ## broker + guard + simulated traffic, live; Ctrl-C stops (DEMO_SECONDS=30: by itself)
+	PYTHON=$(BIN)/python scripts/demo.sh
 
 lint: setup
 	$(BIN)/ruff check .

@@ -1,0 +1,149 @@
+"""The demo's one guard worker: a ``sharing-guard worker`` subprocess, as in production.
+
+It is configured only by ``SHARING_GUARD_*`` variables: a private application id (so its
+consumer group and changelog topics are its own), a private data directory, the demo's
+topics and a free port for ``/readyz`` and ``/metrics``. It runs in a session of its own,
+so a Ctrl-C on the terminal reaches the demo, which then stops it in order (SIGTERM,
+then SIGKILL after a grace period); on Linux it also gets SIGTERM if the demo process
+dies without stopping it, so it cannot outlive the demo.
+"""
+
+import ctypes
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def worker_command() -> list[str]:
+    """``sharing-guard worker`` from this interpreter's environment."""
+    script = Path(sys.executable).parent / "sharing-guard"
+    if script.exists():
+        return [str(script), "worker"]
+    return [sys.executable, "-m", "sharing_guard.cli", "worker"]
+
+
+def worker_env(
+    base: Mapping[str, str],
+    *,
+    bootstrap: str,
+    app_id: str,
+    data_dir: Path,
+    port: int,
+    topics: Mapping[str, str],
+) -> dict[str, str]:
+    """``base`` without any ``SHARING_GUARD_*`` variable, plus the worker's own."""
+    env = {k: v for k, v in base.items() if not k.startswith("SHARING_GUARD_")}
+    env.update(
+        {
+            "SHARING_GUARD_BOOTSTRAP_SERVERS": bootstrap,
+            "SHARING_GUARD_APP_ID": app_id,
+            "SHARING_GUARD_DATA_DIR": str(data_dir),
+            "SHARING_GUARD_WEB_HOST": "127.0.0.1",
+            "SHARING_GUARD_WEB_PORT": str(port),
+            "SHARING_GUARD_LOG_LEVEL": base.get("DEMO_GUARD_LOG_LEVEL", "WARNING"),
+            **topics,
+        }
+    )
+    return env
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class GuardProcess:
+    """Start, watch and stop one worker; its output goes to ``log_path``."""
+
+    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+        self.env = dict(env)
+        self.port = int(self.env["SHARING_GUARD_WEB_PORT"])
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id, once started."""
+        return self.process.pid if self.process else None
+
+    @property
+    def url(self) -> str:
+        """Where its health and metrics endpoints answer."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start the worker process."""
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                worker_command(),
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run yet
+            )
+
+    def exit_code(self) -> int | None:
+        """``None`` while it runs; its exit status once it has stopped."""
+        return None if self.process is None else self.process.poll()
+
+    def ready(self) -> bool:
+        """True when ``/readyz`` answers 200."""
+        try:
+            return httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout_s: float, stop: threading.Event) -> str | None:
+        """Wait until ready; ``None``, or why it is not (exited, timed out, stopped)."""
+        deadline = time.monotonic() + timeout_s
+        while not stop.is_set():
+            code = self.exit_code()
+            if code is not None:
+                return f"the guard worker exited with status {code} while starting"
+            if self.ready():
+                return None
+            if time.monotonic() > deadline:
+                return f"the guard worker was not ready after {timeout_s:g} s"
+            stop.wait(0.3)
+        return "stopped before the guard worker was ready"
+
+    def stop(self, grace_s: float = 30.0) -> int | None:
+        """SIGTERM, wait up to ``grace_s``, then SIGKILL; return the exit status."""
+        process = self.process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last lines the worker wrote."""
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])

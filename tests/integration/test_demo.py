@@ -1,0 +1,157 @@
+"""``make demo`` end to end: scripts/demo.sh against the running Kafka broker.
+
+The demo reuses the broker (``DEMO_BOOTSTRAP``), so it must use private topics and leave
+the broker running; it runs a real ``sharing-guard worker`` subprocess, real traffic and
+the scripted story. Both tests check that nothing it started survives it: no process
+carries the run's ``DEMO_RUN_ID`` in its environment afterwards (the script, the demo and
+the worker all do while they run), and its private topics and consumer group are gone.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+
+pytestmark = pytest.mark.kafka
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEMO_SH = REPO_ROOT / "scripts" / "demo.sh"
+SCRIPTED_BLOCKS = ("ORDER_NOT_APPROVED", "ORDER_QUOTA_EXHAUSTED", "VDD_EGRESS_FORBIDDEN")
+
+
+def demo_env(bootstrap: str, run_id: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEMO_", "SHARING_GUARD_"))}
+    env.update(
+        {
+            "DEMO_BOOTSTRAP": bootstrap,
+            "DEMO_RUN_ID": run_id,
+            "DEMO_PLAIN": "1",
+            "PYTHON": sys.executable,
+            **extra,
+        }
+    )
+    return env
+
+
+def processes_of(run_id: str) -> list[str]:
+    """Live (not zombie) processes whose environment names this run."""
+    marker = f"DEMO_RUN_ID={run_id}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z":
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                found.append(f"{entry.name}: {cmdline}")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+def kafka_leftovers(bootstrap: str, run_id: str) -> list[str]:
+    """Topics and consumer groups that name this run."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        topics = [name for name in admin.list_topics() if run_id in name]
+        groups = [g["group_id"] for g in admin.list_groups() if run_id in g["group_id"]]
+        return topics + groups
+    finally:
+        admin.close()
+
+
+def summary_counts(output: str) -> tuple[dict[str, int], dict[str, int]]:
+    """(outcomes, reason codes) from the final summary."""
+    assert "sharing-guard demo: summary" in output, output[-3000:]
+    summary = output.split("sharing-guard demo: summary", 1)[1]
+    outcomes_block = summary.split("  outcomes:\n", 1)[1].split("  by reason code:\n", 1)[0]
+    codes_block = summary.split("  by reason code:\n", 1)[1].split("  story:", 1)[0]
+    pattern = re.compile(r"^ {4}([A-Z_]+) (\d+)$", re.MULTILINE)
+    outcomes = {name: int(n) for name, n in pattern.findall(outcomes_block)}
+    codes = {name: int(n) for name, n in pattern.findall(codes_block)}
+    return outcomes, codes
+
+
+def assert_left_nothing(bootstrap: str, run_id: str) -> None:
+    deadline = time.monotonic() + 10
+    while processes_of(run_id) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_of(run_id) == []
+    assert kafka_leftovers(bootstrap, run_id) == []
+
+
+def test_demo_runs_for_its_duration_then_stops_cleanly(kafka_bootstrap: str) -> None:
+    run_id = f"t{uuid.uuid4().hex[:8]}"
+    result = subprocess.run(
+        [str(DEMO_SH)],
+        env=demo_env(kafka_bootstrap, run_id, DEMO_SECONDS="20"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    output = result.stdout
+    assert result.returncode == 0, output[-4000:]
+    assert "already running; left running" in output
+    assert f"every name ending in .demo-{run_id}" in output
+    assert "stopping: 20 s are over" in output
+    outcomes, codes = summary_counts(output)
+    assert outcomes["ALLOW"] > 0
+    assert outcomes["BLOCK"] > 0
+    for code in SCRIPTED_BLOCKS:
+        assert codes.get(code, 0) > 0, code
+    assert codes.get("CONSENT_MISSING", 0) + codes.get("CONSENT_WITHDRAWN", 0) > 0
+    assert "NOT as expected" not in output
+    for code in SCRIPTED_BLOCKS:  # the story's own steps, decided as scripted
+        assert re.search(rf"\[ok\] .* -> BLOCK {code}", output), code
+    assert_left_nothing(kafka_bootstrap, run_id)
+
+
+def test_ctrl_c_stops_everything_it_started(kafka_bootstrap: str) -> None:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C sends it."""
+    run_id = f"t{uuid.uuid4().hex[:8]}"
+    process = subprocess.Popen(
+        [str(DEMO_SH)],
+        env=demo_env(kafka_bootstrap, run_id),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 180
+        for line in process.stdout:
+            lines.append(line)
+            if "sending about" in line:
+                break
+            assert time.monotonic() < deadline, "".join(lines)
+        time.sleep(5)
+        assert processes_of(run_id), "the demo's processes should be running now"
+        os.killpg(process.pid, signal.SIGINT)
+        rest, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    output = "".join(lines) + rest
+    assert process.returncode == 0, output[-4000:]
+    assert "stopping: SIGINT received" in output
+    assert "guard worker stopped (status 0)" in output
+    outcomes, _ = summary_counts(output)
+    assert outcomes["ALLOW"] + outcomes["BLOCK"] > 0
+    assert_left_nothing(kafka_bootstrap, run_id)
