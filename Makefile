@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup services demo test lint typecheck unit bench clean
+.PHONY: setup services demo test lint typecheck unit bench bench-kafka bench-audit clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,14 @@ unit: setup
 
 test: lint typecheck services unit  ## the full suite: ruff, mypy strict, pytest on real Kafka and PostgreSQL
 
-bench: setup  ## benchmarks, with baselines measured in the same run
+bench: setup  ## engine benchmark (pure engine, replay, Cedar), baselines measured in the same run
 	$(BIN)/python benchmarks/run.py
+
+bench-kafka: services  ## the guard on the real broker against a decode-and-forward Faust baseline
+	$(BIN)/python benchmarks/guard_kafka.py $(BENCH_ARGS)
+
+bench-audit: services  ## audit sink: appends, verification, proofs (SQLite and PostgreSQL)
+	$(BIN)/python benchmarks/audit_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,5 +1,7 @@
 """The guard's composition root: settings in, a runnable worker out. Nothing else wires."""
 
+from typing import Any
+
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -42,11 +44,22 @@ def _tracer_provider(settings: GuardSettings) -> TracerProvider:
     return provider
 
 
-def run_worker(settings: GuardSettings | None = None) -> None:
-    """Run one guard worker in the foreground until it is stopped (SIGINT/SIGTERM)."""
+def faust_worker(app: Any, log_level: str) -> Any:
+    """The ``faust.Worker`` that runs ``app`` in the foreground, logging at ``log_level``.
+
+    Faust keeps its terminal spinner at WARNING and above, and for it sets the root logger
+    to DEBUG: every ``log.debug`` of aiokafka, Faust and mode then builds a ``LogRecord``
+    and walks the stack, several times per record produced. Without the spinner the root
+    logger stays at ``log_level``.
+    """
     import faust
 
+    runner = faust.Worker(app, loglevel=log_level, quiet=True)
+    runner.spinner = None
+    return runner
+
+
+def run_worker(settings: GuardSettings | None = None) -> None:
+    """Run one guard worker in the foreground until it is stopped (SIGINT/SIGTERM)."""
     worker = build_worker(settings)
-    faust.Worker(
-        worker.app, loglevel=worker.settings.log_level, quiet=True
-    ).execute_from_commandline()
+    faust_worker(worker.app, worker.settings.log_level).execute_from_commandline()

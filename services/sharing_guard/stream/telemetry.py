@@ -42,6 +42,10 @@ class Telemetry:
         self.dead_letters = meter.create_counter(
             "sharing_guard_dead_letters", description="Records sent to the dead-letter topic"
         )
+        self.read_back = meter.create_counter(
+            "sharing_guard_read_back",
+            description="Input records Faust did not deliver, read back from the broker",
+        )
         self.guard_errors = meter.create_counter(
             "sharing_guard_faults", description="Transfers blocked because the guard faulted"
         )

@@ -16,12 +16,18 @@ Agents (one task each, all in every worker process):
   and ``sharing.order-requests``: one worker at a time owns every order, so the last
   disclosure of an order can be spent only once.
 
-Every decision is stored (idempotency by ``event_id``) and flushed to its changelog
-before it is published to ``sharing.decisions``, routed to ``.approved``/``.blocked`` and
-written to ``governance.audit``. A redelivered transfer gets the stored decision again,
-marked ``guard.duplicate: 1``. Records that cannot be decoded go to the dead-letter topic.
+Every decision is stored (idempotency by ``event_id``) and acknowledged by the broker in
+its changelog before it is published to ``sharing.decisions``, routed to
+``.approved``/``.blocked`` and written to ``governance.audit``. A redelivered transfer gets
+the stored decision again, marked ``guard.duplicate: 1``. Records that cannot be decoded
+go to the dead-letter topic.
+
+Offsets are committed through a :class:`~sharing_guard.stream.commit_gate.CommitGate`:
+never past a record that was not processed or whose outputs the broker has not
+acknowledged; records Faust skipped are read back and processed (see docs/ordering.md).
 """
 
+import asyncio
 import json
 import logging
 import time
@@ -54,7 +60,8 @@ from sharing_guard.core.policy import Policy
 from sharing_guard.core.state import StateTable, state_change, with_disclosure
 from sharing_guard.settings import GuardSettings
 from sharing_guard.stream.catchup import CatchUp, Partition
-from sharing_guard.stream.end_offsets import EndOffsets
+from sharing_guard.stream.commit_gate import CommitGate, Span
+from sharing_guard.stream.end_offsets import EndOffsets, RangeReader
 from sharing_guard.stream.kafka_io import (
     Headers,
     TableStateView,
@@ -63,6 +70,7 @@ from sharing_guard.stream.kafka_io import (
     encode_optional,
     header_list,
     table_put,
+    without_producer_yields,
 )
 from sharing_guard.stream.state_codec import (
     decode_decision,
@@ -109,6 +117,8 @@ class GuardWorker:
         self.telemetry = telemetry
         self.catchup = CatchUp()
         self.end_offsets = EndOffsets(settings.bootstrap_servers)
+        self.gate = CommitGate()
+        self.reader = RangeReader(settings.bootstrap_servers)
         self.started = False
         t = settings.topics
         n = settings.account_partitions
@@ -130,6 +140,7 @@ class GuardWorker:
             loghandlers=[],
         )
         app = self.app
+        without_producer_yields(app)
         self.transfers_topic = app.topic(t.transfers, partitions=n, **RAW)
         self.account_state_topic = app.topic(t.consents, t.rights, **RAW)
         self.recipients_topic = app.topic(t.recipients, partitions=1, **RAW)
@@ -166,6 +177,10 @@ class GuardWorker:
         app.agent(self.transfers_topic, name="transfers")(self._transfers)
         app.agent(self.order_requests_topic, name="order-requests")(self._order_requests)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
+        app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
+        self.gated_topics = frozenset(
+            {t.transfers, t.consents, t.rights, t.recipients, t.orders, t.order_requests}
+        )
         app.timer(interval=5.0)(self._measure_lag)
         self._add_web_views()
 
@@ -187,28 +202,37 @@ class GuardWorker:
     async def _consume_state(
         self, stream: Any, accepted: tuple[type[EventBase], ...], seen: Any
     ) -> None:
-        async for event in stream.events():
-            message = event.message
-            decoded = await self._decode(message, accepted)
-            if decoded is not None and decoded.event_id not in seen:
-                self._apply(decoded, message.partition)
-                table_put(seen, message.partition, decoded.event_id, b"1")
-                await self._send_audit(decoded, None, header_list(message.headers))
-            await self.catchup.advance(
-                Partition(message.topic, message.partition), message.offset + 1
-            )
+        async def apply(events: Sequence[Any]) -> list[Any]:
+            outputs: list[Any] = []
+            for event in events:
+                message = event.message
+                decoded = await self._decode(message, accepted, outputs)
+                if decoded is not None and decoded.event_id not in seen:
+                    outputs.append(self._apply(decoded, message.partition))
+                    outputs.append(table_put(seen, message.partition, decoded.event_id, b"1"))
+                    outputs.append(
+                        await self._send_audit(decoded, None, header_list(message.headers))
+                    )
+                await self.catchup.advance(
+                    Partition(message.topic, message.partition), message.offset + 1
+                )
+            return outputs
 
-    def _apply(self, event: GovernanceEvent, partition: int) -> None:
+        # State records are applied one by one as they come; their offsets become
+        # committable once their outputs are acknowledged (no waiting here).
+        async for event in stream.events():
+            await self._gated([event], apply, wait=False)
+
+    def _apply(self, event: GovernanceEvent, partition: int) -> Any:
         change = state_change(event)
         table = self.tables[change.table]
         raw = table.get(change.key)
         current = None if raw is None else decode_state(change.table, raw)
         record = change.advance(current)
         value = None if record is None else encode_state(record)
-        if change.table is StateTable.RECIPIENTS:
-            table[change.key] = value  # global table: Faust's own partitioning applies
-        else:
-            table_put(table, partition, change.key, value)
+        # The global recipients table has one partition, like its topic.
+        future: Any = table_put(table, partition, change.key, value)
+        return future
 
     # --- transfers ------------------------------------------------------------------------
 
@@ -216,7 +240,7 @@ class GuardWorker:
         await self._in_batches(stream, self._decide_batch)
 
     async def _in_batches(
-        self, stream: Any, decide: Callable[[Sequence[Any]], Awaitable[None]]
+        self, stream: Any, decide: Callable[[Sequence[Any]], Awaitable[list[Any]]]
     ) -> None:
         """Decide batches of events and acknowledge each batch only once its effects are
         durable. ``take_events`` acknowledges a batch even when a rebalance interrupts it
@@ -225,15 +249,72 @@ class GuardWorker:
         async for batch in stream.noack_take(
             self.settings.batch_max, within=self.settings.batch_within_s
         ):
-            await decide(batch)
-            await self.app.producer.flush()
+            await self._gated(batch, decide, wait=True)
             for event in batch:
                 await stream.ack(event)
 
-    async def _decide_batch(self, batch: Sequence[Any]) -> None:
-        pending = await self._decode_transfers(batch)
+    async def _gated(
+        self,
+        events: Sequence[Any],
+        process: Callable[[Sequence[Any]], Awaitable[list[Any]]],
+        wait: bool,
+    ) -> None:
+        """Process ``events`` through the commit gate: first read back from the broker any
+        record Faust did not deliver before them, then process all in offset order; with
+        ``wait``, return only once every output is acknowledged (raising if one failed).
+
+        Events fetched in an earlier rebalance generation are processed (the decisions
+        are idempotent) but do not move the gate: the consumer re-reads from the
+        committed offset anyway.
+        """
+        generation = self.app.consumer_generation_id
+        offsets: dict[Partition, list[int]] = {}
+        for event in events:
+            message = event.message
+            if message.topic in self.gated_topics and message.generation_id == generation:
+                tp = Partition(message.topic, message.partition)
+                offsets.setdefault(tp, []).append(message.offset)
+        read_back: dict[Partition, list[Span]] = {}
+        extra: list[Any] = []
+        for tp, tp_offsets in offsets.items():
+            if not self.gate.tracking(tp):
+                self.gate.start(tp, await self.reader.resume_offset(self.app.conf.id, tp))
+            holes = self.gate.holes(tp, tp_offsets)
+            for hole in holes:
+                records = await self.reader.read(
+                    tp, hole.first, hole.end, self.settings.catch_up_timeout_s
+                )
+                log.warning(
+                    "read back %d record(s) of %s/%d at offsets %d..%d not delivered by Faust",
+                    len(records),
+                    tp.topic,
+                    tp.partition,
+                    hole.first,
+                    hole.end - 1,
+                )
+                self.telemetry.read_back.add(len(records), {"topic": tp.topic})
+                extra.extend(records)
+                tp_offsets.extend(r.message.offset for r in records)
+            read_back[tp] = holes
+        ordered = list(events)
+        if extra:
+            ordered = sorted(
+                [*extra, *events],
+                key=lambda e: (e.message.topic, e.message.partition, e.message.offset),
+            )
+        outputs = await process(ordered)
+        if wait and outputs:
+            await asyncio.gather(*outputs)
+            outputs = []
+        for tp, tp_offsets in offsets.items():
+            if self.gate.tracking(tp):
+                self.gate.processed(tp, tp_offsets, outputs, read_back[tp])
+
+    async def _decide_batch(self, batch: Sequence[Any]) -> list[Any]:
+        outputs: list[Any] = []
+        pending = await self._decode_transfers(batch, outputs)
         if not pending:
-            return
+            return outputs
         t = self.settings.topics
         shared = self._owned([Partition(t.recipients, 0)])
         targets_for = {
@@ -246,6 +327,7 @@ class GuardWorker:
         }
         caught_up = await self._catch_up([tp for tps in targets_for.values() for tp in tps])
         decided: list[tuple[Pending, Decision, bool]] = []
+        writes: list[Any] = []
         for item in pending:
             transfer = item.transfer
             stored = self.decisions.get(transfer.event_id)
@@ -258,13 +340,17 @@ class GuardWorker:
                 transfer.recipient.type is RecipientType.LAW_ENFORCEMENT
                 and transfer.order_ref is not None
             ):
-                await self._forward_to_order_stage(item)
+                outputs.append(await self._forward_to_order_stage(item))
                 continue
             else:
                 decision = self._evaluate(transfer, partial(gather_facts, transfer, self.view))
-            table_put(self.decisions, item.partition, transfer.event_id, encode_decision(decision))
+            writes.append(
+                table_put(
+                    self.decisions, item.partition, transfer.event_id, encode_decision(decision)
+                )
+            )
             decided.append((item, decision, False))
-        await self._publish(decided)
+        return outputs + await self._publish(decided, writes)
 
     def _owned(self, tps: list[Partition]) -> list[Partition]:
         """Those of ``tps`` assigned to this worker.
@@ -318,7 +404,7 @@ class GuardWorker:
         self.telemetry.guard_errors.add(1)
         return guard_error(event_id, self.policy)
 
-    async def _forward_to_order_stage(self, item: Pending) -> None:
+    async def _forward_to_order_stage(self, item: Pending) -> Any:
         transfer = item.transfer
         facts = gather_facts(transfer, self.view)
         snapshot = json.dumps(
@@ -330,24 +416,27 @@ class GuardWorker:
             }
         ).encode()
         assert transfer.order_ref is not None
-        await self.order_requests_topic.send(
+        sent: Any = await self.order_requests_topic.send(
             key=transfer.order_ref.encode(),
             value=item.raw,
             headers=[*item.headers, (FACTS_HEADER, snapshot)],
         )
+        return sent
 
     # --- orders ---------------------------------------------------------------------------
 
     async def _order_requests(self, stream: Any) -> None:
         await self._in_batches(stream, self._decide_order_batch)
 
-    async def _decide_order_batch(self, batch: Sequence[Any]) -> None:
-        pending = await self._decode_transfers(batch)
+    async def _decide_order_batch(self, batch: Sequence[Any]) -> list[Any]:
+        outputs: list[Any] = []
+        pending = await self._decode_transfers(batch, outputs)
         if not pending:
-            return
+            return outputs
         orders_tp = Partition(self.settings.topics.orders, 0)
         caught_up = (await self._catch_up([orders_tp]))[orders_tp]
         decided: list[tuple[Pending, Decision, bool]] = []
+        writes: list[Any] = []
         for item in pending:
             transfer = item.transfer
             stored = self.order_decisions.get(transfer.event_id)
@@ -361,15 +450,19 @@ class GuardWorker:
             if decision.outcome is Outcome.ALLOW and decision.order_ref is not None:
                 order = self.view.order(decision.order_ref)
                 assert order is not None
-                table_put(
-                    self.tables[StateTable.ORDERS],
-                    0,
-                    decision.order_ref,
-                    encode_state(with_disclosure(order)),
+                writes.append(
+                    table_put(
+                        self.tables[StateTable.ORDERS],
+                        0,
+                        decision.order_ref,
+                        encode_state(with_disclosure(order)),
+                    )
                 )
-            table_put(self.order_decisions, 0, transfer.event_id, encode_decision(decision))
+            writes.append(
+                table_put(self.order_decisions, 0, transfer.event_id, encode_decision(decision))
+            )
             decided.append((item, decision, False))
-        await self._publish(decided)
+        return outputs + await self._publish(decided, writes)
 
     def _order_facts(self, item: Pending) -> Facts:
         raw = dict(item.headers).get(FACTS_HEADER)
@@ -392,11 +485,15 @@ class GuardWorker:
 
     # --- output ---------------------------------------------------------------------------
 
-    async def _publish(self, decided: Sequence[tuple[Pending, Decision, bool]]) -> None:
-        """Make stored decisions durable, then publish, route and audit each one."""
+    async def _publish(
+        self, decided: Sequence[tuple[Pending, Decision, bool]], writes: list[Any]
+    ) -> list[Any]:
+        """Wait until the stored decisions (and spent quotas) are acknowledged, then
+        publish, route and audit each decision; returns the futures of those records."""
         if not decided:
-            return
-        await self.app.producer.flush()
+            return writes
+        await asyncio.gather(*writes)
+        outputs: list[Any] = []
         t = self.out
         for item, decision, duplicate in decided:
             transfer = item.transfer
@@ -417,45 +514,53 @@ class GuardWorker:
             ):
                 headers = decision_headers(item.headers, decision, duplicate)
                 key = transfer.account_id.encode()
-                await t["decisions"].send(
-                    key=key, value=self.registry.encode(decision), headers=headers
+                outputs.append(
+                    await t["decisions"].send(
+                        key=key, value=self.registry.encode(decision), headers=headers
+                    )
                 )
                 route = t["approved"] if decision.outcome is Outcome.ALLOW else t["blocked"]
-                await route.send(key=key, value=item.raw, headers=headers)
-                await self._send_audit(transfer, decision, headers)
+                outputs.append(await route.send(key=key, value=item.raw, headers=headers))
+                outputs.append(await self._send_audit(transfer, decision, headers))
             latency = None
             if item.timestamp_ms is not None:
                 latency = time.time() - item.timestamp_ms / 1000
             self.telemetry.record_decision(decision, latency)
-        await self.app.producer.flush()
+        return outputs
 
-    async def _send_audit(self, event: Any, decision: Decision | None, headers: Headers) -> None:
+    async def _send_audit(self, event: Any, decision: Decision | None, headers: Headers) -> Any:
         record = audit_record(event, decision)
-        await self.out["audit"].send(
+        sent: Any = await self.out["audit"].send(
             key=event.event_id.encode(), value=self.registry.encode(record), headers=headers
         )
+        return sent
 
     # --- decoding and dead letters --------------------------------------------------------
 
-    async def _decode(self, message: Any, accepted: tuple[type[EventBase], ...]) -> Any:
-        """The event in ``message``, or ``None`` after dead-lettering it."""
+    async def _decode(
+        self, message: Any, accepted: tuple[type[EventBase], ...], outputs: list[Any]
+    ) -> Any:
+        """The event in ``message``, or ``None`` after dead-lettering it (the dead
+        letter's future goes to ``outputs``)."""
         try:
             decoded = self.registry.decode(message.value)
         except DecodeError as exc:
-            await self._dead_letter(message, str(exc))
+            outputs.append(await self._dead_letter(message, str(exc)))
             return None
         if not isinstance(decoded, accepted):
-            await self._dead_letter(
-                message, f"{type(decoded).__name__} does not belong on topic {message.topic}"
+            outputs.append(
+                await self._dead_letter(
+                    message, f"{type(decoded).__name__} does not belong on topic {message.topic}"
+                )
             )
             return None
         return decoded
 
-    async def _decode_transfers(self, batch: Sequence[Any]) -> list[Pending]:
+    async def _decode_transfers(self, batch: Sequence[Any], outputs: list[Any]) -> list[Pending]:
         pending = []
         for event in batch:
             message = event.message
-            transfer = await self._decode(message, (TransferRequested,))
+            transfer = await self._decode(message, (TransferRequested,), outputs)
             if transfer is not None:
                 pending.append(
                     Pending(
@@ -468,9 +573,9 @@ class GuardWorker:
                 )
         return pending
 
-    async def _dead_letter(self, message: Any, reason: str) -> None:
+    async def _dead_letter(self, message: Any, reason: str) -> Any:
         self.telemetry.dead_letters.add(1, {"topic": message.topic})
-        await self.out["dlq"].send(
+        sent: Any = await self.out["dlq"].send(
             key=message.key,
             value=message.value,
             headers=dead_letter_headers(
@@ -481,12 +586,37 @@ class GuardWorker:
                 message.offset,
             ),
         )
+        return sent
 
     # --- lifecycle, health and metrics ---------------------------------------------------
 
     async def _on_revoked(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         revoked = kwargs.get("revoked", args[0] if args else ())
-        self.catchup.forget(Partition(tp.topic, tp.partition) for tp in revoked)
+        tps = [Partition(tp.topic, tp.partition) for tp in revoked]
+        self.catchup.forget(tps)
+        self.gate.forget(tps)
+
+    async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Gate the consumer's commits (once), and restart tracking of the assigned
+        partitions from the offsets the consumer resumes them at."""
+        assigned = kwargs.get("assigned", args[0] if args else ())
+        self.gate.forget(Partition(tp.topic, tp.partition) for tp in assigned)
+        consumer: Any = self.app.consumer
+        if getattr(consumer, "_sharing_guard_gated", False):
+            return
+        faust_new_offset = consumer._new_offset
+        gate, gated = self.gate, self.gated_topics
+
+        def new_offset(tp: Any) -> int | None:
+            if tp.topic not in gated:
+                return faust_new_offset(tp)  # type: ignore[no-any-return]
+            # Faust's own acknowledgements are not trusted for these topics.
+            consumer._acked[tp].clear()
+            consumer._acked_index[tp].clear()
+            return gate.committable(Partition(tp.topic, tp.partition))
+
+        consumer._new_offset = new_offset
+        consumer._sharing_guard_gated = True
 
     async def _measure_lag(self) -> None:
         consumer = self.app.consumer

@@ -1,0 +1,158 @@
+"""The floor under the guard on Kafka: a Faust worker that decodes and forwards, nothing else.
+
+    SHARING_GUARD_...=... .venv/bin/python benchmarks/guard_baseline.py [worker]
+
+It is configured exactly like the guard (the same ``SHARING_GUARD_*`` variables, read by
+:class:`sharing_guard.settings.GuardSettings`) and runs as a worker process the same way.
+It keeps the guard's Faust settings where they bear on throughput (raw bytes topics,
+``producer_acks=-1``, the same partitions, memory store, the web server for ``/readyz``)
+and its batch discipline (``stream.noack_take(batch_max, within=batch_within_s)``, manual
+acks after the outputs are flushed), and per batch does what the guard's transfer agent
+does minus the guard: each record is decoded with ``contract_registry().decode`` and sent
+three times (to the ``decisions``, ``approved`` and ``audit`` topics of the settings, keyed
+like the guard's outputs, the input's headers passed on), with the same three producer
+flushes per batch (before the sends, after them, and before the acks).
+
+It runs on the guard's Faust plumbing: when ``sharing_guard`` has them (the changes
+proposed in benchmarks/README.md, "Guard on Kafka"), it builds its ``faust.Worker`` with
+``bootstrap.faust_worker``, applies ``kafka_io.without_producer_yields`` and sends with
+``kafka_io.produce``, waiting for every write's acknowledgement before the acks (and then,
+like the guard, skips the flush after publishing, which the acknowledgements make
+redundant); otherwise it runs and sends like the guard as committed (``faust.Worker``,
+``Topic.send``). A change to the plumbing thus moves both apps.
+
+What it leaves out, on purpose: state agents and tables (so no changelog writes and no
+catch-up), the engine, encoding a decision and an audit record, tracing and metrics. The
+guard's throughput over this one's is what the guard's own work costs on top of Faust.
+"""
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+from sharing_guard import bootstrap
+from sharing_guard.codec import DecodeError, contract_registry
+from sharing_guard.contract.events import TransferRequested
+from sharing_guard.settings import GuardSettings
+from sharing_guard.stream import kafka_io
+from sharing_guard.stream.kafka_io import header_list
+
+log = logging.getLogger(__name__)
+PRODUCE = getattr(kafka_io, "produce", None)
+RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+
+
+class Baseline:
+    """The decode-and-forward Faust app; ``app`` is what a worker runs."""
+
+    def __init__(self, settings: GuardSettings) -> None:
+        self.settings = settings
+        self.registry = contract_registry()
+        t = settings.topics
+        n = settings.account_partitions
+        self.app = faust.App(
+            settings.app_id,
+            broker=";".join(f"kafka://{h}" for h in settings.bootstrap_servers.split(",")),
+            store="memory://",
+            datadir=str(settings.data_dir),
+            topic_partitions=n,
+            consumer_auto_offset_reset="earliest",
+            producer_acks=-1,
+            broker_session_timeout=settings.session_timeout_s,
+            broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
+            broker_rebalance_timeout=max(30.0, settings.session_timeout_s * 3),
+            web_enabled=True,
+            web_bind=settings.web_host,
+            web_port=settings.web_port,
+            web_in_thread=False,
+            loghandlers=[],
+        )
+        app = self.app
+        # The guard's own Faust plumbing, when it has it (see the module docstring).
+        if hasattr(kafka_io, "without_producer_yields"):
+            kafka_io.without_producer_yields(app)
+        self.transfers_topic = app.topic(t.transfers, partitions=n, **RAW)
+        self.decisions = app.topic(t.decisions, **RAW)
+        self.approved = app.topic(t.approved, **RAW)
+        self.audit = app.topic(t.audit, **RAW)
+        self.dlq = app.topic(t.dlq, **RAW)
+        app.agent(self.transfers_topic, name="transfers")(self._transfers)
+
+        @app.page("/readyz")
+        async def readyz(web: Any, request: Any) -> Any:
+            ready = bool(app.started and not app.rebalancing)
+            return web.json({"ready": ready}, status=200 if ready else 503)
+
+        @app.page("/livez")
+        async def livez(web: Any, request: Any) -> Any:
+            return web.json({"live": True})
+
+    async def _transfers(self, stream: Any) -> None:
+        async for batch in stream.noack_take(
+            self.settings.batch_max, within=self.settings.batch_within_s
+        ):
+            sent = await self._forward_batch(batch)
+            await self.app.producer.flush()  # the guard's flush in _in_batches
+            if PRODUCE is not None:  # the guard then checks every write was acknowledged
+                await asyncio.gather(*sent)
+            for event in batch:
+                await stream.ack(event)
+
+    async def _send(self, topic: Any, key: bytes, value: bytes, headers: Any) -> Any:
+        if PRODUCE is not None:
+            return await PRODUCE(self.app, topic, key, value, headers)
+        return await topic.send(key=key, value=value, headers=headers)
+
+    async def _forward_batch(self, batch: Sequence[Any]) -> list[Any]:
+        decoded: list[tuple[TransferRequested, Any]] = []
+        for event in batch:
+            message = event.message
+            try:
+                transfer = self.registry.decode(message.value)
+            except DecodeError as exc:
+                await self.dlq.send(key=message.key, value=message.value)
+                log.warning("undecodable record: %s", exc)
+                continue
+            decoded.append((transfer, message))
+        if not decoded:
+            return []
+        await self.app.producer.flush()  # the guard's flush of its changelog writes
+        sent = []
+        for transfer, message in decoded:
+            headers = header_list(message.headers)
+            key = transfer.account_id.encode()
+            sent.append(await self._send(self.decisions, key, message.value, headers))
+            sent.append(await self._send(self.approved, key, message.value, headers))
+            sent.append(
+                await self._send(self.audit, transfer.event_id.encode(), message.value, headers)
+            )
+        if PRODUCE is None:
+            await self.app.producer.flush()  # the guard's flush after publishing
+        return sent
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one baseline worker in the foreground until SIGINT/SIGTERM."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args not in ([], ["worker"]):
+        print("usage: guard_baseline.py [worker]  (configured by SHARING_GUARD_* variables)")
+        return 2
+    baseline = Baseline(GuardSettings())
+    if hasattr(bootstrap, "faust_worker"):  # run exactly as the guard runs
+        runner = bootstrap.faust_worker(baseline.app, baseline.settings.log_level)
+    else:
+        runner = faust.Worker(baseline.app, loglevel=baseline.settings.log_level, quiet=True)
+    runner.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
