@@ -263,27 +263,42 @@ class GuardWorker:
         record Faust did not deliver before them, then process all in offset order; with
         ``wait``, return only once every output is acknowledged (raising if one failed).
 
-        Events fetched in an earlier rebalance generation are processed (the decisions
-        are idempotent) but do not move the gate: the consumer re-reads from the
-        committed offset anyway.
+        Events fetched in an earlier rebalance generation are dropped unprocessed: their
+        partition's tables may be recovering or gone to another worker, and the consumer
+        delivers them again from the committed offset, which never passed them.
         """
         generation = self.app.consumer_generation_id
+        current = [e for e in events if e.message.generation_id == generation]
+        if len(current) < len(events):
+            log.info("dropped %d record(s) of an earlier generation", len(events) - len(current))
+        if not current:
+            return
         offsets: dict[Partition, list[int]] = {}
-        for event in events:
+        for event in current:
             message = event.message
-            if message.topic in self.gated_topics and message.generation_id == generation:
-                tp = Partition(message.topic, message.partition)
-                offsets.setdefault(tp, []).append(message.offset)
+            offsets.setdefault(Partition(message.topic, message.partition), []).append(
+                message.offset
+            )
         read_back: dict[Partition, list[Span]] = {}
         extra: list[Any] = []
         for tp, tp_offsets in offsets.items():
             if not self.gate.tracking(tp):
                 self.gate.start(tp, await self.reader.resume_offset(self.app.conf.id, tp))
-            holes = self.gate.holes(tp, tp_offsets)
-            for hole in holes:
-                records = await self.reader.read(
-                    tp, hole.first, hole.end, self.settings.catch_up_timeout_s
-                )
+            read_back[tp] = []
+            for hole in self.gate.holes(tp, tp_offsets):
+                try:
+                    records = await self.reader.read(
+                        tp, hole.first, hole.end, self.settings.catch_up_timeout_s
+                    )
+                except Exception:  # the commit waits at the hole; the next batch retries
+                    log.exception(
+                        "could not read back %s/%d at offsets %d..%d",
+                        tp.topic,
+                        tp.partition,
+                        hole.first,
+                        hole.end - 1,
+                    )
+                    break
                 log.warning(
                     "read back %d record(s) of %s/%d at offsets %d..%d not delivered by Faust",
                     len(records),
@@ -295,17 +310,19 @@ class GuardWorker:
                 self.telemetry.read_back.add(len(records), {"topic": tp.topic})
                 extra.extend(records)
                 tp_offsets.extend(r.message.offset for r in records)
-            read_back[tp] = holes
-        ordered = list(events)
+                read_back[tp].append(hole)
+        ordered = current
         if extra:
             ordered = sorted(
-                [*extra, *events],
+                [*extra, *current],
                 key=lambda e: (e.message.topic, e.message.partition, e.message.offset),
             )
         outputs = await process(ordered)
         if wait and outputs:
             await asyncio.gather(*outputs)
             outputs = []
+        if self.app.consumer_generation_id != generation:
+            return  # a rebalance meanwhile: the new generation tracks from its own start
         for tp, tp_offsets in offsets.items():
             if self.gate.tracking(tp):
                 self.gate.processed(tp, tp_offsets, outputs, read_back[tp])
