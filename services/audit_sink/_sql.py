@@ -2,14 +2,107 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
-from audit_sink.store import RecordFilter
+from audit_sink.store import AppendRows, RecordFilter, RecordRow, TopicPartition
 
-RECORD_COLUMNS = (
-    "idx, audit_id, kind, event_id, recipient_id, order_ref, outcome, occurred_at, "
-    "reason_codes, content_mac"
-)
+APPENDED_COLUMNS: Final[Mapping[str, tuple[str, ...]]] = {
+    "leaves": ("idx", "leaf", "leaf_hash"),
+    "payloads": ("idx", "key_id", "account_tag", "sealed"),
+    "records": (
+        "idx",
+        "audit_id",
+        "kind",
+        "event_id",
+        "recipient_id",
+        "order_ref",
+        "outcome",
+        "occurred_at",
+        "reason_codes",
+        "content_mac",
+    ),
+    "sources": ("topic", "part", "off", "content_mac", "idx"),
+    "erased": ("idx", "erasure_idx"),
+}
+"""The columns an append writes, per table, in the order of :func:`appended_rows`."""
+
+PG_COPY_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
+    "leaves": ("int8", "bytea", "bytea"),
+    "payloads": ("int8", "text", "bytea", "bytea"),
+    "records": ("int8", "text", "text", "text", "text", "text", "text", "int8", "text", "bytea"),
+    "sources": ("text", "int4", "int8", "bytea", "int8"),
+    "erased": ("int8", "int8"),
+}
+"""The PostgreSQL types of each table's appended columns (:data:`APPENDED_COLUMNS`)."""
+
+RECORD_COLUMNS: Final = ", ".join(APPENDED_COLUMNS["records"])
+
+
+def appended_rows(rows: AppendRows) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Each table an append writes (in insertion order) with its rows' column values."""
+    return [
+        ("leaves", [(r.index, r.leaf, r.leaf_hash) for r in rows.leaves]),
+        ("payloads", [(p.index, p.key_id, p.account_tag, p.sealed) for p in rows.payloads]),
+        (
+            "records",
+            [
+                (
+                    r.index,
+                    r.audit_id,
+                    r.kind,
+                    r.event_id,
+                    r.recipient_id,
+                    r.order_ref,
+                    r.outcome,
+                    r.occurred_at,
+                    r.reason_codes,
+                    r.content_mac,
+                )
+                for r in rows.records
+            ],
+        ),
+        (
+            "sources",
+            [(s.topic, s.partition, s.offset, s.content_mac, s.index) for s in rows.sources],
+        ),
+        ("erased", [(erased, erasure) for erased, erasure in rows.erased]),
+    ]
+
+
+def insert_sql(table: str, mark: str) -> str:
+    """``INSERT`` of one row of ``table``'s appended columns (``mark``: the placeholder)."""
+    columns = APPENDED_COLUMNS[table]
+    return f"INSERT INTO {table}({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
+
+
+def save_positions_sql(mark: str) -> str:
+    """Upsert of a partition's next offset (both dialects spell it the same)."""
+    return (
+        f"INSERT INTO positions(topic, part, next_offset) VALUES ({mark}, {mark}, {mark}) "
+        "ON CONFLICT (topic, part) DO UPDATE SET next_offset = excluded.next_offset"
+    )
+
+
+def position_rows(positions: Mapping[TopicPartition, int]) -> list[tuple[str, int, int]]:
+    """The parameters of :func:`save_positions_sql`, one tuple per partition."""
+    return [(topic, part, offset) for (topic, part), offset in positions.items()]
+
+
+def record_row(row: tuple[Any, ...]) -> RecordRow:
+    """A :class:`RecordRow` from a ``SELECT {RECORD_COLUMNS}`` row."""
+    return RecordRow(
+        index=row[0],
+        audit_id=row[1],
+        kind=row[2],
+        event_id=row[3],
+        recipient_id=row[4],
+        order_ref=row[5],
+        outcome=row[6],
+        occurred_at=row[7],
+        reason_codes=row[8],
+        content_mac=bytes(row[9]),
+    )
 
 
 def record_filter(criteria: RecordFilter, mark: str, contains: str) -> tuple[list[str], list[Any]]:

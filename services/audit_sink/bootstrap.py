@@ -37,7 +37,9 @@ def open_store(settings: AuditSinkSettings, *, write: bool = True) -> LogStore:
         return PostgresLogStore(settings.postgres_dsn(), pg.schema_name, origin, role)
     from audit_sink.store_sqlite import SqliteLogStore
 
-    return SqliteLogStore(settings.log_file(), origin, read_only=not write)
+    return SqliteLogStore(
+        settings.log_file(), origin, read_only=not write, cache_mb=settings.sqlite.cache_mb
+    )
 
 
 def open_keystore(settings: AuditSinkSettings) -> KeyStore:

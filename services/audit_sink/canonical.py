@@ -15,6 +15,10 @@ from typing import Any
 
 __all__ = ["CanonicalJsonError", "canonical_json", "parse_canonical"]
 
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+)
+
 
 class CanonicalJsonError(ValueError):
     """The bytes are not canonical JSON (or not JSON at all)."""
@@ -22,10 +26,7 @@ class CanonicalJsonError(ValueError):
 
 def canonical_json(value: Any) -> bytes:
     """Return the canonical JSON bytes of ``value`` (``ValueError`` on NaN or infinities)."""
-    text = json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    )
-    return text.encode("ascii")
+    return _ENCODER.encode(value).encode("ascii")
 
 
 def parse_canonical(data: bytes) -> Any:

@@ -1,8 +1,9 @@
-"""The ``audit-sink`` command line: keygen, verify, proof, export, query, erase, pg-schema.
+"""The ``audit-sink`` command line: ingest, keygen, verify, proof, export, query, erase, pg-schema.
 
 Settings come from ``AUDIT_SINK_*`` variables (:mod:`audit_sink.settings`); each command is
-a thin shell over a plain function (:mod:`audit_sink.verification`, :mod:`audit_sink.proofs`,
-:mod:`audit_sink.query`, :mod:`audit_sink.export`, :class:`audit_sink.writer.AuditLog`).
+a thin shell over a plain function (:mod:`audit_sink.ingest`, :mod:`audit_sink.verification`,
+:mod:`audit_sink.proofs`, :mod:`audit_sink.query`, :mod:`audit_sink.export`,
+:class:`audit_sink.writer.AuditLog`).
 Exit status: 0 success (for ``verify``: the log is intact), 1 the answer is negative
 (``verify`` found a problem, ``proof`` has no proof), 2 the command could not run (settings,
 keys, store). Messages never contain personal data: entries are named by index.
@@ -13,8 +14,11 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -24,11 +28,12 @@ from audit_sink import bootstrap
 from audit_sink.export import export_log
 from audit_sink.pg_schema import keystore_schema_sql, log_schema_sql
 from audit_sink.proofs import ProofError, prove_event
-from audit_sink.query import QueryCriteria, query_entries
+from audit_sink.query import InstantError, QueryCriteria, parse_instant, query_entries
 from audit_sink.render import FORMATS, render
 from audit_sink.settings import AuditSinkSettings, SettingsError
 from audit_sink.signing import SigningKeyError, create_signing_key
 from audit_sink.store import LogStore, StoreError
+from audit_sink.transparency import Period, read_report, render_table
 from audit_sink.verification import verify_log
 from audit_sink.verify import Report
 
@@ -42,6 +47,15 @@ def _parser() -> argparse.ArgumentParser:
         description="The tamper-evident audit trail of sharing-guard decisions.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
+    ingest = commands.add_parser(
+        "ingest", help="consume the audit topic into the log until SIGTERM or SIGINT"
+    )
+    ingest.add_argument(
+        "--stop-at-end",
+        action="store_true",
+        help="stop once every assigned partition is consumed to its end (a backfill)",
+    )
 
     keygen = commands.add_parser("keygen", help="create the checkpoint signing key (0600)")
     keygen.add_argument(
@@ -82,10 +96,25 @@ def _parser() -> argparse.ArgumentParser:
     query.add_argument("--limit", type=int)
     query.add_argument("--format", choices=FORMATS, default="table")
 
+    report = commands.add_parser(
+        "report", help="transparency report: law-enforcement orders and disclosures of a period"
+    )
+    report.add_argument(
+        "--from", dest="period_from", required=True, metavar="INSTANT", help="RFC 3339, inclusive"
+    )
+    report.add_argument(
+        "--to", dest="period_to", required=True, metavar="INSTANT", help="RFC 3339, exclusive"
+    )
+    report.add_argument("--format", choices=("table", "json"), default="table")
+
     erase = commands.add_parser("erase", help="crypto-shred an account (right to erasure)")
     erase.add_argument("account", help="the account id, or - to read it from stdin")
 
-    commands.add_parser("serve", help="HTTP API (not available yet)")
+    serve = commands.add_parser(
+        "serve", help="read-only HTTP API for the security team (needs AUDIT_SINK_API_TOKEN)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8088, help="port to listen on (8088)")
 
     schema = commands.add_parser("pg-schema", help="print the PostgreSQL DDL and grants")
     schema.add_argument("--writer-role")
@@ -95,15 +124,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _instant(text: str | None, what: str) -> datetime | None:
-    if text is None:
-        return None
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise SettingsError(f"{what} is not an RFC 3339 instant") from None
-    if value.tzinfo is None:
-        raise SettingsError(f"{what} needs a time zone (e.g. Z)")
-    return value
+        return parse_instant(text)
+    except InstantError as exc:
+        raise SettingsError(f"{what} {exc} (e.g. 2026-11-01T00:00:00Z)") from None
+
+
+def _period(start: str, end: str) -> Period:
+    period_from, period_to = _instant(start, "--from"), _instant(end, "--to")
+    if period_from is None or period_to is None:
+        raise SettingsError("a report needs --from and --to")
+    try:
+        return Period(period_from, period_to)
+    except ValueError as exc:
+        raise SettingsError(f"--from/--to: {exc}") from None
 
 
 def _trusted_notes(paths: Sequence[Path]) -> list[str]:
@@ -154,13 +188,70 @@ def _keygen(settings: AuditSinkSettings, index_key: bool) -> int:
     return EXIT_OK
 
 
+def _ingest(settings: AuditSinkSettings, stop_at_end: bool) -> int:
+    """Run the Kafka ingest; SIGTERM or SIGINT stop it after the batch in hand."""
+    from kafka.errors import KafkaError
+
+    from audit_sink.ingest import Ingestor, kafka_consumer
+    from audit_sink.prepare import PreparePool
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop.set()
+        signal.signal(signum, signal.SIG_DFL)  # a second signal ends the process at once
+
+    for signum in (signal.SIGTERM, signal.SIGINT):  # from the start: a stop is never lost
+        signal.signal(signum, request_stop)
+    # The helper is spawned before any thread or connection exists in this process.
+    preparer = PreparePool(bootstrap.index_key(settings)) if settings.prepare_in_helper else None
+    store = bootstrap.open_store(settings)
+    try:
+        keys = bootstrap.open_keystore(settings)
+        try:
+            log = bootstrap.build_log(settings, store, keys)
+            try:
+                consumer = kafka_consumer(settings)
+            except KafkaError as exc:
+                raise SettingsError(f"cannot reach Kafka: {type(exc).__name__}") from None
+            ingestor = Ingestor(
+                log,
+                consumer,
+                settings.audit_topic,
+                poll_timeout_ms=settings.kafka.poll_timeout_ms,
+                idle_checkpoint_s=settings.idle_checkpoint_ms / 1000,
+                stats_every_s=settings.stats_every_s,
+                preparer=preparer,
+            )
+            stats = ingestor.run(stop, stop_at_end=stop_at_end)
+        finally:
+            keys.close()
+    finally:
+        store.close()
+        if preparer is not None:
+            preparer.close()
+    print(
+        f"ingested {stats.consumed} records in {stats.batches} batches: {stats.appended} "
+        f"entries ({stats.anomalies} anomalies), {stats.skipped} skipped, log size {stats.size}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def _run(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
     command = args.command
     if command == "keygen":
         return _keygen(settings, args.index_key)
     if command == "serve":
-        print("audit-sink: serve is not available yet", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+        from audit_sink.http_api import serve as serve_http
+
+        return serve_http(settings, args.host, args.port)
+    if command == "ingest":
+        return _ingest(settings, args.stop_at_end)
     if command == "pg-schema":
         pg = settings.postgres
         print(log_schema_sql(pg.schema_name, args.writer_role, args.reader_role))
@@ -177,6 +268,7 @@ def _run(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
                     origin=store.origin,
                     trusted_checkpoints=_trusted_notes(args.trusted_checkpoint),
                     chunk_size=settings.verify_chunk,
+                    workers=settings.verify_workers,
                 )
             _print_report(report, args.json, sys.stdout)
             return EXIT_OK if report.ok else EXIT_NEGATIVE
@@ -207,6 +299,15 @@ def _run(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
                 f"to {summary.directory}",
                 file=sys.stderr,
             )
+            return EXIT_OK
+        if command == "report":
+            period = _period(args.period_from, args.period_to)
+            with store.reader() as reader:
+                transparency = read_report(reader, period)
+            if args.format == "json":
+                print(json.dumps(transparency.to_dict(), ensure_ascii=False, indent=2))
+            else:
+                sys.stdout.write(render_table(transparency))
             return EXIT_OK
         return _with_keys(args, settings, store)
     finally:

@@ -32,22 +32,28 @@ class PostgresKeyStore:
         wanted = list(dict.fromkeys(tags))
         if not wanted:
             return {}
-        found = self._by_tags(wanted)
-        missing = [t for t in wanted if t not in found]
-        if create and missing:
-            with self._db.transaction(), self._db.cursor() as cursor:
-                cursor.executemany(
-                    "INSERT INTO subject_keys(key_id, account_tag, key) VALUES (%s, %s, %s) "
-                    "ON CONFLICT (account_tag) DO NOTHING",
-                    [(new_key_id(), tag, new_key()) for tag in missing],
-                )
-            found.update(self._by_tags(missing))
+        if not create:
+            return self._by_tags(wanted)
+        # One statement for the whole batch (not one per key), keeping any existing key (ON
+        # CONFLICT DO NOTHING); the keys it wrote come back with RETURNING, the others (that
+        # existed already, or were created meanwhile by another writer) are read.
+        with self._db.transaction(), self._db.cursor(binary=True) as cursor:
+            cursor.execute(
+                "INSERT INTO subject_keys(key_id, account_tag, key) "
+                "SELECT * FROM unnest(%b::text[], %b::bytea[], %b::bytea[]) "
+                "ON CONFLICT (account_tag) DO NOTHING RETURNING account_tag, key_id, key",
+                ([new_key_id() for _ in wanted], wanted, [new_key() for _ in wanted]),
+            )
+            found = {bytes(t): SubjectKey(k, bytes(key)) for t, k, key in cursor.fetchall()}
+        existing = [t for t in wanted if t not in found]
+        if existing:
+            found.update(self._by_tags(existing))
         return found
 
     def _by_tags(self, tags: list[bytes]) -> dict[bytes, SubjectKey]:
         with self._db.cursor(binary=True) as cursor:
             cursor.execute(
-                "SELECT account_tag, key_id, key FROM subject_keys WHERE account_tag = ANY(%s)",
+                "SELECT account_tag, key_id, key FROM subject_keys WHERE account_tag = ANY(%b)",
                 (tags,),
             )
             return {bytes(t): SubjectKey(k, bytes(key)) for t, k, key in cursor.fetchall()}
@@ -65,7 +71,7 @@ class PostgresKeyStore:
         """The keys that still exist among ``key_ids``."""
         with self._db.cursor(binary=True) as cursor:
             cursor.execute(
-                "SELECT key_id, key FROM subject_keys WHERE key_id = ANY(%s)",
+                "SELECT key_id, key FROM subject_keys WHERE key_id = ANY(%b)",
                 (sorted(set(key_ids)),),
             )
             return {k: SubjectKey(k, bytes(key)) for k, key in cursor.fetchall()}

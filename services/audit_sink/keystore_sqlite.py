@@ -51,23 +51,29 @@ class SqliteKeyStore:
         wanted = list(dict.fromkeys(tags))
         if not wanted:
             return {}
-        found = self._by_tags(wanted)
-        missing = [t for t in wanted if t not in found]
-        if create and missing:
-            now = int(time.time())
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT INTO subject_keys(key_id, account_tag, key, created_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT(account_tag) DO NOTHING",
-                    [(new_key_id(), tag, new_key(), now) for tag in missing],
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-            found.update(self._by_tags(missing))
-        return found
+        if not create:
+            return self._by_tags(wanted)
+        # Insert a new key for every tag, keeping any existing one (ON CONFLICT DO NOTHING):
+        # when every insert took effect (the usual case: the writer asks only for tags it
+        # found missing), the keys are the ones just written; otherwise read them all back.
+        now = int(time.time())
+        rows = [(new_key_id(), tag, new_key(), now) for tag in wanted]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT INTO subject_keys(key_id, account_tag, key, created_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(account_tag) DO NOTHING",
+                rows,
+            )
+            inserted = self._db.total_changes - before
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        if inserted == len(rows):
+            return {tag: SubjectKey(key_id, key) for key_id, tag, key, _ in rows}
+        return self._by_tags(wanted)
 
     def _by_tags(self, tags: list[bytes]) -> dict[bytes, SubjectKey]:
         found: dict[bytes, SubjectKey] = {}

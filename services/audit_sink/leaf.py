@@ -62,6 +62,7 @@ __all__ = [
     "anomaly_body",
     "decode_leaf",
     "encode_leaf",
+    "encode_leaf_bytes",
     "erasure_body",
     "millis",
     "record_body",
@@ -146,6 +147,26 @@ def encode_leaf(
     body: Mapping[str, Any],
 ) -> bytes:
     """Return the leaf bytes; ``ValueError`` if a field is out of range."""
+    return encode_leaf_bytes(
+        entry_type,
+        index=index,
+        prev=prev,
+        payload_digest=payload_digest,
+        source=source,
+        body=canonical_json(dict(body)),
+    )
+
+
+def encode_leaf_bytes(
+    entry_type: EntryType,
+    *,
+    index: int,
+    prev: bytes,
+    payload_digest: bytes | None,
+    source: Source | None,
+    body: bytes,
+) -> bytes:
+    """:func:`encode_leaf` with the body already in canonical JSON (the caller's duty)."""
     if len(prev) != 32:
         raise ValueError("prev must be a 32-byte hash")
     if payload_digest is not None and (len(payload_digest) != 32 or payload_digest == ZERO_HASH):
@@ -169,7 +190,7 @@ def encode_leaf(
         offset,
         len(topic),
     )
-    return header + topic + canonical_json(dict(body))
+    return header + topic + body
 
 
 def decode_leaf(data: bytes) -> Leaf:

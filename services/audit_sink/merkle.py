@@ -192,6 +192,37 @@ class CompactRange:
             n >>= 1
         peaks.append(h)
 
+    def append_subtree(self, root: bytes, level: int) -> None:
+        """Append a perfect subtree of ``2**level`` leaves, given its root hash.
+
+        The tree's size must be a multiple of ``2**level`` (``ValueError`` otherwise): the
+        subtree is then aligned, as in the tree over all the leaves. Used to join trees
+        built over aligned index ranges (e.g. by parallel verification).
+        """
+        _check_hash(root, "subtree root")
+        if level < 0 or self._size % (1 << level):
+            raise ValueError(f"a tree of size {self._size} cannot take a 2**{level} subtree")
+        peaks = self._peaks
+        h = root
+        n = self._size >> level
+        while n & 1:
+            h = _sha256(_NODE_PREFIX + peaks.pop() + h).digest()
+            n >>= 1
+        peaks.append(h)
+        self._size += 1 << level
+
+    def extend_range(self, size: int, peaks: Sequence[bytes]) -> None:
+        """Append the leaves of another compact range of ``size`` leaves (its ``peaks``),
+        built as if from index 0; ``size`` must not exceed the largest power of two that
+        divides this tree's size (``ValueError`` otherwise), so that both align."""
+        if len(peaks) != size.bit_count():
+            raise ValueError(f"a range of size {size} has {size.bit_count()} peaks")
+        if self._size and size > self._size & -self._size:
+            raise ValueError(f"a range of {size} leaves is not aligned at {self._size}")
+        levels = [bit for bit in range(size.bit_length() - 1, -1, -1) if size >> bit & 1]
+        for level, peak in zip(levels, peaks, strict=True):
+            self.append_subtree(peak, level)
+
     def append_leaf(self, data: bytes) -> bytes:
         """Append the leaf whose bytes are ``data``; return its leaf hash."""
         h = leaf_hash(data)

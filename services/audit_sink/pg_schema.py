@@ -11,8 +11,9 @@ connects as, or ``SET ROLE``s to, roles with only what they need:
   own that the log roles cannot read (and the key role cannot read the log).
 
 Triggers refuse UPDATE and DELETE on every append-only table (row triggers) and TRUNCATE
-(statement triggers), accept a leaf only at the next index and a checkpoint only larger
-than the last, and are ``ENABLE ALWAYS``: ``SET session_replication_role = replica`` does not
+(statement triggers), accept leaves only at the next indices (a statement trigger over the
+statement's new rows, so a batch written with one COPY is checked once) and a checkpoint only
+larger than the last, and are ``ENABLE ALWAYS``: ``SET session_replication_role = replica`` does not
 skip them. The owner or a superuser can still disable or drop them; that is why the verifier,
 not the database, is the control.
 """
@@ -108,12 +109,25 @@ CREATE TABLE IF NOT EXISTS {s}.positions (
         f"""
 CREATE OR REPLACE FUNCTION {s}.leaves_next_index() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    first_idx bigint;
+    last_idx bigint;
+    inserted bigint;
+    below bigint;
 BEGIN
-    IF NEW.idx IS DISTINCT FROM (SELECT COALESCE(max(idx), -1) + 1 FROM {s}.leaves) THEN
+    -- Once per statement (an INSERT or a COPY of a whole batch): the new rows must be
+    -- exactly the indices following those already there, with none above them.
+    SELECT min(idx), max(idx), count(*) INTO first_idx, last_idx, inserted FROM new_leaves;
+    IF inserted = 0 THEN
+        RETURN NULL;
+    END IF;
+    SELECT COALESCE(max(idx), -1) INTO below FROM {s}.leaves WHERE idx < first_idx;
+    IF first_idx <> below + 1 OR last_idx - first_idx + 1 <> inserted
+       OR EXISTS (SELECT 1 FROM {s}.leaves WHERE idx > last_idx) THEN
         RAISE EXCEPTION 'audit log: a leaf is appended at the next index only'
             USING ERRCODE = 'P0001';
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END $fn$;
 CREATE OR REPLACE FUNCTION {s}.checkpoints_grow() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
@@ -126,10 +140,10 @@ END $fn$;
 CREATE OR REPLACE FUNCTION {s}.payloads_insert_unerased() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
-    IF EXISTS (SELECT 1 FROM {s}.erased WHERE idx = NEW.idx) THEN
+    IF EXISTS (SELECT 1 FROM new_payloads n JOIN {s}.erased e ON e.idx = n.idx) THEN
         RAISE EXCEPTION 'audit log: payloads are written once' USING ERRCODE = 'P0001';
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END $fn$;
 CREATE OR REPLACE FUNCTION {s}.payloads_delete_erased_only() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
@@ -140,12 +154,16 @@ BEGIN
     END IF;
     RETURN OLD;
 END $fn$;
-CREATE OR REPLACE TRIGGER leaves_next_index BEFORE INSERT ON {s}.leaves
-    FOR EACH ROW EXECUTE FUNCTION {s}.leaves_next_index();
+DROP TRIGGER IF EXISTS leaves_next_index ON {s}.leaves;
+CREATE TRIGGER leaves_next_index AFTER INSERT ON {s}.leaves
+    REFERENCING NEW TABLE AS new_leaves
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.leaves_next_index();
 CREATE OR REPLACE TRIGGER checkpoints_grow BEFORE INSERT ON {s}.checkpoints
     FOR EACH ROW EXECUTE FUNCTION {s}.checkpoints_grow();
-CREATE OR REPLACE TRIGGER payloads_insert_unerased BEFORE INSERT ON {s}.payloads
-    FOR EACH ROW EXECUTE FUNCTION {s}.payloads_insert_unerased();
+DROP TRIGGER IF EXISTS payloads_insert_unerased ON {s}.payloads;
+CREATE TRIGGER payloads_insert_unerased AFTER INSERT ON {s}.payloads
+    REFERENCING NEW TABLE AS new_payloads
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.payloads_insert_unerased();
 CREATE OR REPLACE TRIGGER payloads_delete_erased_only BEFORE DELETE ON {s}.payloads
     FOR EACH ROW EXECUTE FUNCTION {s}.payloads_delete_erased_only();
 ALTER TABLE {s}.leaves ENABLE ALWAYS TRIGGER leaves_next_index;

@@ -23,9 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
-
-from sharing_guard.contract.audit import AuditRecord
+from typing import Final, Generic, Protocol, TypeVar
 
 from audit_sink.leaf import AnomalyCode, Source
 from audit_sink.store import Position, SourceRow, TopicPartition
@@ -47,6 +45,22 @@ _DETAILS: Final = {
 }
 
 
+class RecordLike(Protocol):
+    """What planning reads of a decoded record (an ``AuditRecord`` or a prepared one)."""
+
+    @property
+    def audit_id(self) -> str: ...
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def account_id(self) -> str | None: ...
+
+
+R = TypeVar("R", bound=RecordLike)
+
+
 @dataclass(frozen=True)
 class ConsumedRecord:
     """One record as consumed from Kafka: its position and raw value bytes."""
@@ -63,12 +77,12 @@ class ConsumedRecord:
 
 
 @dataclass(frozen=True)
-class PlannedRecord:
+class PlannedRecord(Generic[R]):
     """A record entry to append at ``index``."""
 
     index: int
     source: Source
-    record: AuditRecord
+    record: R
     content_mac: bytes
 
 
@@ -95,10 +109,10 @@ class Skipped:
 
 
 @dataclass(frozen=True)
-class Plan:
+class Plan(Generic[R]):
     """What one batch appends (entries in index order), remembers and skips."""
 
-    entries: tuple[PlannedRecord | PlannedAnomaly, ...]
+    entries: tuple[PlannedRecord[R] | PlannedAnomaly, ...]
     sources: tuple[SourceRow, ...]
     skipped: tuple[Skipped, ...]
 
@@ -107,13 +121,13 @@ def plan_batch(
     batch: Sequence[ConsumedRecord],
     *,
     next_index: int,
-    decode: Callable[[bytes], AuditRecord],
+    decode: Callable[[bytes], R],
     raw_mac: Callable[[bytes | None], bytes],
-    record_mac: Callable[[AuditRecord], bytes],
+    record_mac: Callable[[R], bytes],
     seen: Mapping[Position, Mapping[bytes, int | None]],
     max_offsets: Mapping[TopicPartition, int],
     known_records: Mapping[str, tuple[int, bytes]],
-) -> Plan:
+) -> Plan[R]:
     """Plan a batch; see the module docstring for the rules.
 
     ``seen`` maps each already consumed position of the batch to ``{raw MAC: entry index or
@@ -127,29 +141,27 @@ def plan_batch(
     return Plan(tuple(planner.entries), tuple(planner.sources), tuple(planner.skipped))
 
 
-class _Planner:
+class _Planner(Generic[R]):
     """The state of one batch's planning: what is planned, seen and skipped so far."""
 
     def __init__(
         self,
         next_index: int,
-        decode: Callable[[bytes], AuditRecord],
+        decode: Callable[[bytes], R],
         seen: Mapping[Position, Mapping[bytes, int | None]],
         max_offsets: Mapping[TopicPartition, int],
         known_records: Mapping[str, tuple[int, bytes]],
     ) -> None:
         self.next_index = next_index
         self.decode = decode
-        self.entries: list[PlannedRecord | PlannedAnomaly] = []
+        self.entries: list[PlannedRecord[R] | PlannedAnomaly] = []
         self.sources: list[SourceRow] = []
         self.skipped: list[Skipped] = []
         self.seen = {pos: dict(macs) for pos, macs in seen.items()}
         self.highest = dict(max_offsets)
         self.records = dict(known_records)
 
-    def add(
-        self, item: ConsumedRecord, mac: bytes, record_mac: Callable[[AuditRecord], bytes]
-    ) -> None:
+    def add(self, item: ConsumedRecord, mac: bytes, record_mac: Callable[[R], bytes]) -> None:
         at_position = self.seen.get(item.position)
         if at_position is not None:
             if mac in at_position:
@@ -175,9 +187,7 @@ class _Planner:
             return
         self.add_record(item, mac, record, record_mac(record))
 
-    def add_record(
-        self, item: ConsumedRecord, mac: bytes, record: AuditRecord, content: bytes
-    ) -> None:
+    def add_record(self, item: ConsumedRecord, mac: bytes, record: R, content: bytes) -> None:
         known = self.records.get(record.audit_id)
         if known is not None:
             if known[1] == content:
@@ -203,7 +213,7 @@ class _Planner:
         code: AnomalyCode,
         related: int | None,
         detail: str | None = None,
-        record: AuditRecord | None = None,
+        record: R | None = None,
     ) -> int:
         index = self.next_index + len(self.entries)
         if record is None and item.value is not None and code != AnomalyCode.UNDECODABLE:
@@ -223,7 +233,7 @@ class _Planner:
         return index
 
 
-def _try_decode(decode: Callable[[bytes], AuditRecord], value: bytes) -> AuditRecord | None:
+def _try_decode(decode: Callable[[bytes], R], value: bytes) -> R | None:
     try:
         return decode(value)
     except ValueError:

@@ -22,9 +22,37 @@ from audit_sink.leaf import EntryType, LeafFormatError, decode_leaf, millis
 from audit_sink.sealing import IndexKey, SealError, open_sealed, payload_aad
 from audit_sink.store import LogReader, PayloadRow, RecordFilter, RecordRow
 
-__all__ = ["EntryView", "PersonalStatus", "QueryCriteria", "query_entries"]
+__all__ = [
+    "EntryView",
+    "InstantError",
+    "PersonalStatus",
+    "QueryCriteria",
+    "parse_instant",
+    "query_entries",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class InstantError(ValueError):
+    """A time filter that is not an RFC 3339 instant with a zone (the message says which)."""
+
+
+def parse_instant(text: str | None) -> datetime | None:
+    """The instant a time filter names (``None`` for none): RFC 3339 with a zone.
+
+    ``InstantError`` (its message completes "FILTER ...") when ``text`` is not an instant or
+    has no zone: a zoneless time would be read in some machine's local time.
+    """
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InstantError("is not an RFC 3339 instant") from None
+    if value.tzinfo is None:
+        raise InstantError("needs a time zone")
+    return value
 
 
 class PersonalStatus(StrEnum):
@@ -118,10 +146,8 @@ def query_entries(
             outcome=criteria.outcome,
             reason_code=criteria.reason_code,
             order_ref=criteria.order_ref,
-            occurred_from=None
-            if criteria.occurred_from is None
-            else millis(criteria.occurred_from),
-            occurred_to=None if criteria.occurred_to is None else millis(criteria.occurred_to),
+            occurred_from=_millis(criteria.occurred_from),
+            occurred_to=_millis(criteria.occurred_to),
             limit=criteria.limit,
         )
     )

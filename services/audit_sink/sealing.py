@@ -36,6 +36,7 @@ __all__ = [
     "payload_aad",
     "payload_digest",
     "seal",
+    "seal_with",
 ]
 
 KEY_SIZE: Final = 32
@@ -82,6 +83,12 @@ def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
     """Return ``nonce || AES-256-GCM(key, nonce, plaintext, aad)`` with a random nonce."""
     nonce = os.urandom(NONCE_SIZE)
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def seal_with(aead: AESGCM, plaintext: bytes, aad: bytes) -> bytes:
+    """:func:`seal` with a prepared AES-GCM object (one per key, reused across payloads)."""
+    nonce = os.urandom(NONCE_SIZE)
+    return nonce + aead.encrypt(nonce, plaintext, aad)
 
 
 def open_sealed(key: bytes, sealed: bytes, aad: bytes) -> bytes:

@@ -15,7 +15,13 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["AuditSinkSettings", "PostgresSettings", "SettingsError", "SqliteSettings"]
+__all__ = [
+    "AuditSinkSettings",
+    "KafkaSettings",
+    "PostgresSettings",
+    "SettingsError",
+    "SqliteSettings",
+]
 
 
 class SettingsError(ValueError):
@@ -28,6 +34,9 @@ class SqliteSettings(BaseModel):
     log_file: Path | None = Field(default=None, description="Log file; default data_dir/log.db.")
     keys_file: Path | None = Field(
         default=None, description="Key store file; default data_dir/keys.db (keep it apart)."
+    )
+    cache_mb: int = Field(
+        default=64, ge=1, description="Page cache of the log's writer connection, in MiB."
     )
 
 
@@ -43,6 +52,40 @@ class PostgresSettings(BaseModel):
     keys_dsn: SecretStr | None = Field(default=None, description="Key store DSN; default dsn.")
     keys_schema: str = Field(default="audit_keys", description="Schema of the key table.")
     keys_role: str | None = Field(default=None, description="Role to SET for the key store.")
+
+
+class KafkaSettings(BaseModel):
+    """The ingest's Kafka consumer (``audit-sink ingest``); offsets live in the log's database."""
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:19092", description="Kafka bootstrap servers, comma-separated."
+    )
+    group_id: str = Field(default="audit-sink", description="Consumer group of the sink.")
+    group_instance_id: str | None = Field(
+        default=None,
+        description="Static group membership (KIP-345): a restarted sink with the same id "
+        "gets its partitions back at once, without waiting for a session timeout.",
+    )
+    client_id: str = Field(default="audit-sink", description="Client id shown to the broker.")
+    max_poll_records: int = Field(
+        default=2000, ge=1, description="Largest batch: records stored in one transaction."
+    )
+    poll_timeout_ms: int = Field(
+        default=500, ge=1, description="Longest wait for records (and for a stop signal)."
+    )
+    session_timeout_ms: int = Field(default=10000, ge=1, description="Group session timeout.")
+    metadata_max_age_ms: int = Field(
+        default=10000,
+        ge=100,
+        description="Refresh topic metadata at least this often (new partitions join soon).",
+    )
+    max_partition_fetch_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, description="Largest fetch per partition."
+    )
+    isolation_level: Literal["read_committed", "read_uncommitted"] = Field(
+        default="read_committed", description="Skip records of aborted transactions."
+    )
+    security_protocol: str = Field(default="PLAINTEXT", description="Kafka security protocol.")
 
 
 class AuditSinkSettings(BaseSettings):
@@ -69,13 +112,35 @@ class AuditSinkSettings(BaseSettings):
     index_key: SecretStr | None = Field(
         default=None, description="Base64 secret (>= 32 bytes) for keyed account tags."
     )
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token of the HTTP API (audit-sink serve): 32+ random characters.",
+    )
     checkpoint_dir: Path | None = Field(
         default=None, description="External checkpoint archive; default data_dir/checkpoints."
     )
     checkpoint_every: int = Field(default=1000, ge=1, description="Sign after this many.")
     checkpoint_each_batch: bool = Field(default=True, description="Sign after every batch.")
     audit_topic: str = Field(default="governance.audit", description="Topic the sink reads.")
+    kafka: KafkaSettings = KafkaSettings()
+    idle_checkpoint_ms: int = Field(
+        default=5000,
+        ge=1,
+        description="Sign the unsigned entries after this long without records (ingest).",
+    )
+    prepare_in_helper: bool = Field(
+        default=True,
+        description="Ingest: prepare each batch in a helper process while the last is stored.",
+    )
+    stats_every_s: float = Field(
+        default=60.0, gt=0, description="Seconds between two ingest statistics log lines."
+    )
     verify_chunk: int = Field(default=16384, ge=1, description="Rows per verification chunk.")
+    verify_workers: int = Field(
+        default=0,
+        ge=0,
+        description="Helper processes of a verification (0: one per CPU; 1: serial).",
+    )
 
     def require_origin(self) -> str:
         """The origin (``SettingsError`` if unset)."""

@@ -40,6 +40,8 @@ __all__ = [
     "PayloadRow",
     "RecordFilter",
     "RecordRow",
+    "SegmentReader",
+    "SnapshotRef",
     "SourceRow",
     "StoreError",
     "TopicPartition",
@@ -196,8 +198,44 @@ class LogTransaction(Protocol):
         ...
 
 
+class SegmentReader(Protocol):
+    """Reads of index ranges of the log, for a verification helper process."""
+
+    def leaf_rows_between(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+        """Every ``(idx, leaf, leaf_hash)`` with ``start <= idx < end``, in index order."""
+        ...
+
+    def payload_rows_between(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        """Every ``(idx, sealed)`` payload with ``start <= idx < end``, in index order."""
+        ...
+
+
+class SnapshotRef(Protocol):
+    """A picklable handle on a reader's snapshot, opened again in a helper process.
+
+    PostgreSQL helpers import the exported snapshot itself (``SET TRANSACTION SNAPSHOT``),
+    so they see exactly what the reader sees. SQLite cannot share a snapshot between
+    connections: a helper reads the file as committed when it starts; since the log is
+    append-only, what can differ below the reader's size is only payloads deleted by an
+    erasure committed meanwhile, which the verification then re-checks in the reader's own
+    snapshot (see :mod:`audit_sink.verification`).
+    """
+
+    def open(self) -> AbstractContextManager[SegmentReader]:
+        """A read transaction on the snapshot (in the calling process)."""
+        ...
+
+
 class LogReader(Protocol):
     """Reads of the log within one consistent snapshot."""
+
+    def snapshot_ref(self) -> SnapshotRef | None:
+        """A handle on this snapshot for helper processes (``None``: not shareable)."""
+        ...
+
+    def payloads_outside(self, start: int, end: int) -> int:
+        """How many payload rows have an index outside ``[start, end)``."""
+        ...
 
     def size(self) -> int:
         """The number of entries."""

@@ -14,10 +14,19 @@ import os
 import sqlite3
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from audit_sink._sql import RECORD_COLUMNS, record_filter
+from audit_sink._sql import (
+    RECORD_COLUMNS,
+    appended_rows,
+    insert_sql,
+    position_rows,
+    record_filter,
+    record_row,
+    save_positions_sql,
+)
 from audit_sink.store import (
     AppendRows,
     CheckpointRow,
@@ -30,7 +39,7 @@ from audit_sink.store import (
     TopicPartition,
 )
 
-__all__ = ["SCHEMA_SQL", "SqliteLogStore"]
+__all__ = ["SCHEMA_SQL", "SqliteLogStore", "SqliteSnapshotRef"]
 
 FORMAT: Final = "audit-sink/sqlite/1"
 
@@ -74,7 +83,7 @@ CREATE TABLE IF NOT EXISTS sources (
     content_mac BLOB NOT NULL,
     idx INTEGER REFERENCES leaves(idx),
     PRIMARY KEY (topic, part, off, content_mac)
-);
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS erased (
     idx INTEGER PRIMARY KEY REFERENCES leaves(idx),
     erasure_idx INTEGER NOT NULL REFERENCES leaves(idx)
@@ -94,7 +103,8 @@ CREATE TRIGGER IF NOT EXISTS leaves_next_index BEFORE INSERT ON leaves
 WHEN NEW.idx IS NOT (SELECT COALESCE(MAX(idx), -1) + 1 FROM leaves)
 BEGIN SELECT RAISE(ABORT, 'audit log: a leaf is appended at the next index only'); END;
 CREATE TRIGGER IF NOT EXISTS records_insert_new BEFORE INSERT ON records
-WHEN EXISTS (SELECT 1 FROM records WHERE idx = NEW.idx OR audit_id = NEW.audit_id)
+WHEN EXISTS (SELECT 1 FROM records WHERE idx = NEW.idx)
+  OR EXISTS (SELECT 1 FROM records WHERE audit_id = NEW.audit_id)
 BEGIN SELECT RAISE(ABORT, 'audit log: records are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS sources_insert_new BEFORE INSERT ON sources
 WHEN EXISTS (SELECT 1 FROM sources WHERE topic = NEW.topic AND part = NEW.part
@@ -142,26 +152,59 @@ def _chunks(values: list[Any], size: int = 500) -> Iterator[list[Any]]:
         yield values[start : start + size]
 
 
-def _record(row: tuple[Any, ...]) -> RecordRow:
-    return RecordRow(
-        index=row[0],
-        audit_id=row[1],
-        kind=row[2],
-        event_id=row[3],
-        recipient_id=row[4],
-        order_ref=row[5],
-        outcome=row[6],
-        occurred_at=row[7],
-        reason_codes=row[8],
-        content_mac=bytes(row[9]),
-    )
-
-
-class _Reads:
-    """Read queries shared by the snapshot reader and the write transaction."""
+class _SegmentReads:
+    """Index-range reads (the snapshot reader and verification helpers share them)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
+
+    def leaf_rows_between(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+        return self._db.execute(
+            "SELECT idx, leaf, leaf_hash FROM leaves WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, end),
+        ).fetchall()
+
+    def payload_rows_between(self, start: int, end: int) -> list[tuple[int, bytes]]:
+        return self._db.execute(
+            "SELECT idx, sealed FROM payloads WHERE idx >= ? AND idx < ? ORDER BY idx",
+            (start, end),
+        ).fetchall()
+
+
+@dataclass(frozen=True)
+class SqliteSnapshotRef:
+    """The log file, for verification helpers (each opens it read-only)."""
+
+    path: Path
+
+    @contextmanager
+    def open(self) -> Iterator[_SegmentReads]:
+        """A read transaction on the file as committed now."""
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        db = sqlite3.connect(uri, uri=True, isolation_level=None)
+        try:
+            db.execute("BEGIN")
+            yield _SegmentReads(db)
+            db.execute("ROLLBACK")
+        finally:
+            db.close()
+
+
+class _Reads(_SegmentReads):
+    """Read queries shared by the snapshot reader and the write transaction."""
+
+    def __init__(self, db: sqlite3.Connection, path: Path | None = None) -> None:
+        super().__init__(db)
+        self._path = path
+
+    def snapshot_ref(self) -> SqliteSnapshotRef | None:
+        return None if self._path is None else SqliteSnapshotRef(self._path)
+
+    def payloads_outside(self, start: int, end: int) -> int:
+        row = self._db.execute(
+            "SELECT count(*) FROM payloads WHERE idx < ? OR idx >= ?", (start, end)
+        ).fetchone()
+        return int(row[0])
 
     def size(self) -> int:
         row = self._db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM leaves").fetchone()
@@ -223,14 +266,14 @@ class _Reads:
             if criteria.limit is not None:
                 sql += " LIMIT ?"
                 params.append(criteria.limit)
-            return [_record(row) for row in self._db.execute(sql, params)]
+            return [record_row(row) for row in self._db.execute(sql, params)]
         found: list[RecordRow] = []
         for part in _chunks(sorted(set(criteria.indices))):
             clauses = [*where, f"idx IN ({_marks(len(part))})"]
             rows = self._db.execute(
                 sql + " WHERE " + " AND ".join(clauses) + " ORDER BY idx", [*params, *part]
             )
-            found.extend(_record(row) for row in rows)
+            found.extend(record_row(row) for row in rows)
         return found if criteria.limit is None else found[: criteria.limit]
 
     def payloads(self, indices: Collection[int]) -> dict[int, PayloadRow]:
@@ -279,15 +322,22 @@ class _Transaction(_Reads):
     def source_macs(
         self, positions: Collection[Position]
     ) -> dict[Position, dict[bytes, int | None]]:
+        wanted = set(positions)
+        ranges: dict[TopicPartition, tuple[int, int]] = {}
+        for topic, part, off in wanted:
+            low, high = ranges.get((topic, part), (off, off))
+            ranges[(topic, part)] = (min(low, off), max(high, off))
         found: dict[Position, dict[bytes, int | None]] = {}
-        for topic, part, off in set(positions):
+        for (topic, part), (low, high) in ranges.items():
             rows = self._db.execute(
-                "SELECT content_mac, idx FROM sources WHERE topic = ? AND part = ? AND off = ?",
-                (topic, part, off),
+                "SELECT off, content_mac, idx FROM sources "
+                "WHERE topic = ? AND part = ? AND off BETWEEN ? AND ?",
+                (topic, part, low, high),
             )
-            macs = {bytes(m): i for m, i in rows}
-            if macs:
-                found[(topic, part, off)] = macs
+            for off, mac, idx in rows:
+                position = (topic, part, int(off))
+                if position in wanted:
+                    found.setdefault(position, {})[bytes(mac)] = idx
         return found
 
     def max_offsets(self, partitions: Collection[TopicPartition]) -> dict[TopicPartition, int]:
@@ -313,45 +363,11 @@ class _Transaction(_Reads):
         return found
 
     def append(self, rows: AppendRows) -> None:
-        db = self._db
-        db.executemany(
-            "INSERT INTO leaves(idx, leaf, leaf_hash) VALUES (?, ?, ?)",
-            [(r.index, r.leaf, r.leaf_hash) for r in rows.leaves],
-        )
-        db.executemany(
-            "INSERT INTO payloads(idx, key_id, account_tag, sealed) VALUES (?, ?, ?, ?)",
-            [(p.index, p.key_id, p.account_tag, p.sealed) for p in rows.payloads],
-        )
-        db.executemany(
-            f"INSERT INTO records({RECORD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    r.index,
-                    r.audit_id,
-                    r.kind,
-                    r.event_id,
-                    r.recipient_id,
-                    r.order_ref,
-                    r.outcome,
-                    r.occurred_at,
-                    r.reason_codes,
-                    r.content_mac,
-                )
-                for r in rows.records
-            ],
-        )
-        db.executemany(
-            "INSERT INTO sources(topic, part, off, content_mac, idx) VALUES (?, ?, ?, ?, ?)",
-            [(s.topic, s.partition, s.offset, s.content_mac, s.index) for s in rows.sources],
-        )
-        db.executemany("INSERT INTO erased(idx, erasure_idx) VALUES (?, ?)", list(rows.erased))
+        for table, params in appended_rows(rows):
+            self._db.executemany(insert_sql(table, "?"), params)
 
     def save_positions(self, positions: Mapping[TopicPartition, int]) -> None:
-        self._db.executemany(
-            "INSERT INTO positions(topic, part, next_offset) VALUES (?, ?, ?) "
-            "ON CONFLICT(topic, part) DO UPDATE SET next_offset = excluded.next_offset",
-            [(topic, part, offset) for (topic, part), offset in positions.items()],
-        )
+        self._db.executemany(save_positions_sql("?"), position_rows(positions))
 
     def add_checkpoint(self, row: CheckpointRow) -> None:
         self._db.execute(
@@ -363,14 +379,19 @@ class _Transaction(_Reads):
 class SqliteLogStore:
     """The log in one SQLite file, created on first open with mode 0600."""
 
-    def __init__(self, path: Path, origin: str, *, read_only: bool = False) -> None:
+    def __init__(
+        self, path: Path, origin: str, *, read_only: bool = False, cache_mb: int = 64
+    ) -> None:
         """Open or create the log at ``path`` for ``origin`` (``StoreError`` if another's).
 
         ``read_only`` opens an existing file without writing anything (no schema update),
-        e.g. a copy on read-only media, for verification and queries.
+        e.g. a copy on read-only media, for verification and queries. ``cache_mb`` is the
+        page cache of the connection: the indexes of a large log stay in it, which makes
+        appends about a third cheaper than with SQLite's 2 MB default.
         """
         self.path = path
         self.origin = origin
+        self._cache_pragma = f"PRAGMA cache_size = -{max(1, int(cache_mb)) * 1024}"
         if read_only:
             if not path.is_file():
                 raise StoreError(f"no audit log at {path}")
@@ -393,6 +414,7 @@ class SqliteLogStore:
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.execute("PRAGMA foreign_keys = ON")
+        self._db.execute(self._cache_pragma)
         self._db.executescript(SCHEMA_SQL)
         self._db.execute("BEGIN IMMEDIATE")
         try:
@@ -414,7 +436,7 @@ class SqliteLogStore:
         """A read-only snapshot (a deferred read transaction)."""
         self._db.execute("BEGIN")
         try:
-            yield _Reads(self._db)
+            yield _Reads(self._db, self.path)
         finally:
             self._db.execute("ROLLBACK")
 

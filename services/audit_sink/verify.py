@@ -37,7 +37,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
 from operator import methodcaller
-from typing import Final
+from typing import Final, NamedTuple
 
 from audit_sink.checkpoint import Checkpoint, NoteError, NoteVerifier, open_checkpoint
 from audit_sink.leaf import HEADER, HEADER_SIZE, ZERO_HASH, EntryType, LeafFormatError, decode_leaf
@@ -50,7 +50,9 @@ __all__ = [
     "Problem",
     "ProblemCode",
     "Report",
+    "SegmentSummary",
     "StoredCheckpoint",
+    "summarise_segment",
 ]
 
 DEFAULT_MAX_PROBLEMS: Final = 1000
@@ -61,12 +63,154 @@ _ANOMALY: Final = int(EntryType.ANOMALY)
 _ERASURE: Final = int(EntryType.ERASURE)
 
 
+class _Columns(NamedTuple):
+    """A chunk of leaf rows whose indices, stored hashes and header shapes hold, by column."""
+
+    idxs: tuple[int, ...]
+    leaves: tuple[bytes, ...]
+    hashes: list[bytes]
+    kinds: tuple[int, ...]
+    links: tuple[bytes, ...]
+    digests: tuple[bytes, ...]
+    partitions: tuple[int, ...]
+    offsets: tuple[int, ...]
+    topic_lens: tuple[int, ...]
+
+
+def _columns(rows: Sequence[tuple[int, bytes, bytes]], first: int) -> _Columns | None:
+    """The columns of ``rows`` (index, leaf, stored hash), or ``None`` unless they are the
+    indices from ``first`` on, each stored hash is its leaf's, each header unpacks at format
+    version 1 with its own index, and each leaf links the previous row's hash (the first
+    row's link and the entry types are the caller's to check). C-level passes only."""
+    idxs, leaves, stored = zip(*rows, strict=True)
+    count = len(idxs)
+    if idxs != tuple(range(first, first + count)):
+        return None
+    hashes = list(map(_DIGEST, map(hashlib.sha256, map(_LEAF_PREFIX.__add__, leaves))))
+    if stored != tuple(hashes):
+        return None
+    try:
+        headers = list(map(HEADER.unpack_from, leaves))
+    except struct.error:
+        return None
+    versions, kinds, seqs, links, digests, partitions, offsets, topic_lens = zip(
+        *headers, strict=True
+    )
+    if versions.count(1) != count or seqs != idxs or links[1:] != tuple(hashes[:-1]):
+        return None
+    return _Columns(idxs, leaves, hashes, kinds, links, digests, partitions, offsets, topic_lens)
+
+
 @dataclass(frozen=True)
 class StoredCheckpoint:
     """A signed checkpoint note as stored, under the tree size it was stored for."""
 
     size: int
     note: str
+
+
+@dataclass(frozen=True)
+class SegmentSummary:
+    """What :func:`summarise_segment` found in the entries ``[start, end)`` of a log.
+
+    ``clean`` is false when anything is off (then nothing else is filled in, and the caller
+    verifies the log entry by entry, which pins every problem). Otherwise the checks that
+    need no other entry passed, and the rest is what :meth:`LogVerifier.add_segment` needs
+    to finish them against the entries before: the ``prev`` of the first entry and the hash
+    of the last, the first and last record offset per (topic, partition), the sealed flags,
+    the sealed entries without a payload, the erasure entries, and the compact range of the
+    segment's leaves (alone) at each checkpoint size inside it and at its end.
+    """
+
+    start: int
+    end: int
+    clean: bool
+    first_link: bytes = ZERO_HASH
+    last_hash: bytes = ZERO_HASH
+    offsets: dict[tuple[bytes, int], tuple[int, int]] = field(default_factory=dict)
+    sealed: bytes = b""
+    missing: tuple[int, ...] = ()
+    erasures: tuple[tuple[int, bytes], ...] = ()
+    peaks_at: dict[int, tuple[bytes, ...]] = field(default_factory=dict)
+    peaks: tuple[bytes, ...] = ()
+
+
+def summarise_segment(
+    start: int,
+    end: int,
+    rows: Sequence[tuple[int, bytes, bytes]],
+    payloads: Sequence[tuple[int, bytes]],
+    sizes: Sequence[int],
+) -> SegmentSummary:
+    """Check the entries ``[start, end)`` on their own (a helper process's share of a
+    parallel verification): continuity, leaf hashes, format, positions, the chain inside
+    the segment, record offset order inside it, and the payloads. ``rows`` and
+    ``payloads`` are those of the segment in index order; ``sizes`` the checkpoint sizes in
+    ``(start, end]``. Column-wise, like the serial fast path; any doubt gives a summary
+    that is not ``clean``.
+    """
+    dirty = SegmentSummary(start, end, clean=False)
+    count = end - start
+    if count <= 0 or len(rows) != count:
+        return dirty
+    columns = _columns(rows, start)
+    if columns is None:
+        return dirty
+    idxs, leaves, hashes, kinds, links, digests, partitions, offsets, topic_lens = columns
+    if kinds.count(_RECORD) + kinds.count(_ANOMALY) + kinds.count(_ERASURE) != count:
+        return dirty
+    firsts: dict[tuple[bytes, int], int] = {}
+    lasts: dict[tuple[bytes, int], int] = {}
+    records = compress(
+        zip(leaves, topic_lens, partitions, offsets, strict=True), map(_RECORD.__eq__, kinds)
+    )
+    for leaf, topic_len, partition, offset in records:
+        if not topic_len:
+            return dirty
+        key = (leaf[HEADER_SIZE : HEADER_SIZE + topic_len], partition)
+        last = lasts.get(key)
+        if last is None:
+            firsts[key] = offset
+        elif offset <= last:
+            return dirty
+        lasts[key] = offset
+    sealed = bytes(map(ZERO_HASH.__ne__, digests))
+    paid: set[int] = set()
+    if payloads:
+        paid_idxs, blobs = zip(*payloads, strict=True)
+        paid = set(paid_idxs)
+        if len(paid) != len(paid_idxs) or min(paid_idxs) < start or max(paid_idxs) >= end:
+            return dirty
+        expected = tuple(digests[i - start] for i in paid_idxs)
+        if ZERO_HASH in expected:  # a payload of an entry that has none
+            return dirty
+        if tuple(map(_DIGEST, map(hashlib.sha256, blobs))) != expected:
+            return dirty
+    missing = tuple(sorted(set(compress(idxs, sealed)) - paid))
+    erasures = tuple(compress(zip(idxs, leaves, strict=True), map(_ERASURE.__eq__, kinds)))
+    local = CompactRange()
+    peaks_at: dict[int, tuple[bytes, ...]] = {}
+    done = 0
+    for size in sizes:
+        if not start < size <= end:
+            return dirty
+        local.extend(hashes[done : size - start])
+        done = size - start
+        peaks_at[size] = local.peaks
+    local.extend(hashes[done:])
+    return SegmentSummary(
+        start,
+        end,
+        True,
+        links[0],
+        hashes[-1],
+        {key: (first, lasts[key]) for key, first in firsts.items()},
+        sealed,
+        missing,
+        erasures,
+        peaks_at,
+        local.peaks,
+    )
 
 
 @dataclass
@@ -226,6 +370,61 @@ class LogVerifier:
         if position < total:
             tree.extend(hashes[position:] if position else hashes)
 
+    # -- segments (parallel verification) ------------------------------------------------
+
+    def target_sizes(self) -> list[int]:
+        """The checkpoint sizes to compare roots at (signed and trusted), ascending."""
+        return sorted({target.size for target in self._targets})
+
+    def add_segment(self, summary: SegmentSummary) -> bool:
+        """Take the next segment's summary instead of its rows; ``False`` if it, or how it
+        joins the entries before, is not intact.
+
+        ``summary.start`` must be the current size and a multiple of a power of two at
+        least the segment's length (so that its compact range joins the tree's). On
+        ``False`` this verifier is spent: verify entry by entry instead, which reports
+        every problem exactly.
+        """
+        s = self._s
+        start, end = summary.start, summary.end
+        if not summary.clean or start != s.expected or s.chain_pending is not None:
+            return False
+        if summary.first_link != s.prev:
+            return False
+        last_offsets = s.offsets
+        if any(first <= last_offsets.get(key, -1) for key, (first, _) in summary.offsets.items()):
+            return False
+        targets = self._targets
+        while targets and targets[0].size <= end:
+            size = targets[0].size
+            local = summary.peaks_at.get(size)
+            if local is None:
+                return False
+            tree = self._tree.copy()
+            tree.extend_range(size - start, local)
+            root = tree.root()
+            while targets and targets[0].size == size:
+                if targets.pop(0).root != root:
+                    return False
+            self._last_good = size
+        s.sealed.extend(summary.sealed)
+        problems = self._count
+        for idx, leaf in summary.erasures:
+            self._erasure(idx, leaf)
+        if self._count != problems:
+            return False
+        s.pending.update(dict.fromkeys(summary.missing, ZERO_HASH))
+        last_offsets.update({key: last for key, (_, last) in summary.offsets.items()})
+        self._tree.extend_range(end - start, summary.peaks)
+        s.expected = end
+        s.prev = summary.last_hash
+        return True
+
+    def unexcused_missing(self) -> int:
+        """Sealed entries seen without a payload and not listed by an erasure entry."""
+        s = self._s
+        return sum(1 for idx in s.pending if idx not in s.erased_by)
+
     # -- leaves --------------------------------------------------------------------------
 
     def add_leaves(self, rows: Sequence[tuple[int, bytes, bytes]]) -> None:
@@ -247,27 +446,12 @@ class LogVerifier:
         s = self._s
         if s.chain_pending is not None:
             return None
-        idxs, leaves, stored = zip(*rows, strict=True)
+        columns = _columns(rows, s.expected)
+        if columns is None:
+            return None
+        idxs, leaves, hashes, kinds, links, digests, partitions, offsets, topic_lens = columns
         count = len(idxs)
-        if idxs != tuple(range(s.expected, s.expected + count)):
-            return None
-        hashes = list(map(_DIGEST, map(hashlib.sha256, map(_LEAF_PREFIX.__add__, leaves))))
-        if stored != tuple(hashes):
-            return None
-        try:
-            headers = list(map(HEADER.unpack_from, leaves))
-        except struct.error:
-            return None
-        versions, kinds, seqs, links, digests, partitions, offsets, topic_lens = zip(
-            *headers, strict=True
-        )
-        if (
-            versions.count(1) != count
-            or seqs != idxs
-            or links[0] != s.prev
-            or links[1:] != tuple(hashes[:-1])
-            or kinds.count(_RECORD) + kinds.count(_ANOMALY) != count
-        ):
+        if links[0] != s.prev or kinds.count(_RECORD) + kinds.count(_ANOMALY) != count:
             return None
         last_offsets = s.offsets
         updates: dict[tuple[bytes, int], int] = {}

@@ -25,11 +25,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sharing_guard.codec import DecodeError, contract_registry
 from sharing_guard.contract.audit import AuditRecord
 
 from audit_sink.archive import CheckpointArchive
-from audit_sink.canonical import canonical_json
 from audit_sink.checkpoint import (
     Checkpoint,
     NoteError,
@@ -37,6 +37,7 @@ from audit_sink.checkpoint import (
     open_checkpoint,
     sign_checkpoint,
 )
+from audit_sink.fastdecode import AuditDecoder
 from audit_sink.keystore import KeyStore
 from audit_sink.leaf import (
     HEADER,
@@ -46,14 +47,13 @@ from audit_sink.leaf import (
     Source,
     anomaly_body,
     encode_leaf,
+    encode_leaf_bytes,
     erasure_body,
-    millis,
-    record_body,
-    sealed_plaintext,
 )
 from audit_sink.merkle import HASH_SIZE, CompactRange, leaf_hash
 from audit_sink.plan import ConsumedRecord, PlannedAnomaly, PlannedRecord, Skipped, plan_batch
-from audit_sink.sealing import IndexKey, SubjectKey, payload_aad, payload_digest, seal
+from audit_sink.prepare import Prepared, PreparedRecord, prepare_values
+from audit_sink.sealing import IndexKey, SubjectKey, payload_aad, payload_digest, seal_with
 from audit_sink.store import (
     AppendRows,
     CheckpointRow,
@@ -160,7 +160,7 @@ class AuditLog:
         signer: NoteSigner,
         archive: CheckpointArchive | None,
         policy: CheckpointPolicy | None = None,
-        decode: Callable[[bytes], AuditRecord] = decode_audit_record,
+        decode: Callable[[bytes], AuditRecord] | None = None,
         clock: Callable[[], datetime] = _now,
     ) -> None:
         """Wire the writer; the signer's key name must be the store's origin."""
@@ -173,7 +173,7 @@ class AuditLog:
         self._verifier = signer.verifier()
         self._archive = archive
         self._policy = policy or CheckpointPolicy()
-        self._decode = decode
+        self._decode: Callable[[bytes], AuditRecord] = decode or AuditDecoder()
         self._clock = clock
         self._head: _Head | None = None
 
@@ -184,32 +184,53 @@ class AuditLog:
 
     # -- ingest --------------------------------------------------------------------------
 
+    def prepare(self, batch: Sequence[ConsumedRecord]) -> list[Prepared]:
+        """The part of appending ``batch`` that needs no database (:mod:`audit_sink.prepare`).
+
+        Pure: it may run ahead, in another process, while the previous batch is appended;
+        pass the result to :meth:`append_batch` with the same batch.
+        """
+        return prepare_values([m.value for m in batch], self._decode, self._index_key)
+
     def append_batch(
-        self, batch: Sequence[ConsumedRecord], positions: Mapping[TopicPartition, int]
+        self,
+        batch: Sequence[ConsumedRecord],
+        positions: Mapping[TopicPartition, int],
+        prepared: Sequence[Prepared] | None = None,
     ) -> AppendResult:
         """Append a consumed batch and store the consumer ``positions``, in one transaction.
 
         ``positions`` maps each (topic, partition) to the next offset to consume. Entries are
         appended per :mod:`audit_sink.plan`; a checkpoint is signed when the policy says so.
-        Nothing of the batch is stored if anything fails.
+        Nothing of the batch is stored if anything fails. ``prepared`` is
+        ``self.prepare(batch)``, if it was computed ahead.
         """
-        decode = self._batch_decoder(batch)
-        decoded = [r for r in map(decode.get, [m.value for m in batch]) if r is not None]
-        tags = {
-            self._index_key.account_tag(r.account_id) for r in decoded if r.account_id is not None
-        }
+        if prepared is None:
+            prepared = self.prepare(batch)
+        if len(prepared) != len(batch):
+            raise ValueError("prepared values do not match the batch")
+        by_value = {m.value: p for m, p in zip(batch, prepared, strict=True)}
+        records = {p.record.audit_id: p.record for p in prepared if p.record is not None}
+        tags = {r.account_tag for r in records.values() if r.account_tag is not None}
         keys = self._keys.keys_for_tags(tags, create=False)
+
+        def decode(value: bytes) -> PreparedRecord:
+            found = by_value[value]
+            if found.record is None:
+                raise DecodeError(found.error or "not an AuditRecord")
+            return found.record
+
         with self.store.transaction() as txn:
             head = self._sync(txn)
             plan = plan_batch(
                 batch,
                 next_index=head.tree.size,
                 decode=decode,
-                raw_mac=self._raw_mac,
-                record_mac=self._record_mac,
+                raw_mac=lambda value: by_value[value].raw_mac,
+                record_mac=lambda record: record.content_mac,
                 seen=txn.source_macs({m.position for m in batch}),
                 max_offsets=txn.max_offsets({(m.topic, m.partition) for m in batch}),
-                known_records=txn.records_by_audit_id({r.audit_id for r in decoded}),
+                known_records=txn.records_by_audit_id(records.keys()),
             )
             self._create_missing_keys(plan.entries, keys)
             rows, appended, tree, last_hash = self._materialise(plan.entries, head, keys)
@@ -279,38 +300,30 @@ class AuditLog:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _raw_mac(self, value: bytes | None) -> bytes:
-        return self._index_key.content_mac(b"\x00" if value is None else b"\x01" + value)
-
-    def _record_mac(self, record: AuditRecord) -> bytes:
-        return self._index_key.content_mac(canonical_json(record.model_dump(mode="json")))
-
-    def _batch_decoder(self, batch: Sequence[ConsumedRecord]) -> _MemoDecoder:
-        return _MemoDecoder(self._decode, [m.value for m in batch if m.value is not None])
+    def _tag(self, account_id: str | None) -> bytes | None:
+        return None if account_id is None else self._index_key.account_tag(account_id)
 
     def _create_missing_keys(
-        self, entries: Sequence[PlannedRecord | PlannedAnomaly], keys: dict[bytes, SubjectKey]
+        self, entries: Sequence[_Planned], keys: dict[bytes, SubjectKey]
     ) -> None:
         """Create (and commit, before the log commits) the keys of accounts new to the log.
 
         Only for entries actually appended: a skipped redelivery creates no key.
         """
-        accounts = {
-            e.record.account_id if isinstance(e, PlannedRecord) else e.account_id
+        tags = {
+            e.record.account_tag if isinstance(e, PlannedRecord) else self._tag(e.account_id)
             for e in entries
             if isinstance(e, PlannedRecord) or e.raw is not None
         }
-        tags = {self._index_key.account_tag(a) for a in accounts if a is not None}
-        missing = tags - keys.keys()
+        missing = {t for t in tags if t is not None} - keys.keys()
         if missing:
             keys.update(self._keys.keys_for_tags(missing, create=True))
 
     def _key_for(
-        self, account_id: str | None, keys: dict[bytes, SubjectKey]
+        self, tag: bytes | None, keys: dict[bytes, SubjectKey]
     ) -> tuple[SubjectKey, bytes | None]:
-        if account_id is None:
+        if tag is None:
             return self._keys.orphan_key(), None
-        tag = self._index_key.account_tag(account_id)
         key = keys.get(tag)
         if key is None:  # destroyed by an erasure since the batch began: a fresh key
             key = self._keys.keys_for_tags([tag], create=True)[tag]
@@ -318,50 +331,70 @@ class AuditLog:
         return key, tag
 
     def _materialise(
-        self,
-        entries: Sequence[PlannedRecord | PlannedAnomaly],
-        head: _Head,
-        keys: dict[bytes, SubjectKey],
+        self, entries: Sequence[_Planned], head: _Head, keys: dict[bytes, SubjectKey]
     ) -> tuple[AppendRows, list[Appended], CompactRange, bytes]:
+        """Seal, encode and chain the planned entries: one pass, one leaf hash each."""
         leaves: list[LeafRow] = []
         payloads: list[PayloadRow] = []
         records: list[RecordRow] = []
         appended: list[Appended] = []
+        aeads: dict[str, AESGCM] = {}
         prev = head.last_hash
+        record_type = EntryType.RECORD
         for entry in entries:
             index = entry.index
             digest: bytes | None = None
             if isinstance(entry, PlannedRecord):
                 record = entry.record
-                sealed = record.account_id is not None
-                if sealed:
-                    key, tag = self._key_for(record.account_id, keys)
-                    blob = seal(key.key, sealed_plaintext(record), payload_aad(index))
+                if record.plaintext is not None:
+                    key, tag = self._key_for(record.account_tag, keys)
+                    aead = aeads.get(key.key_id)
+                    if aead is None:
+                        aead = aeads[key.key_id] = AESGCM(key.key)
+                    blob = seal_with(aead, record.plaintext, payload_aad(index))
                     digest = payload_digest(blob)
                     payloads.append(PayloadRow(index, key.key_id, tag, blob))
-                body = record_body(record, sealed=sealed)
-                entry_type = EntryType.RECORD
-                records.append(_record_row(index, record, entry.content_mac))
-                appended.append(Appended(index, entry_type, entry.source, record.event_id))
+                records.append(
+                    RecordRow(
+                        index,
+                        record.audit_id,
+                        record.kind,
+                        record.event_id,
+                        record.recipient_id,
+                        record.order_ref,
+                        record.outcome,
+                        record.occurred_at,
+                        record.reason_codes,
+                        entry.content_mac,
+                    )
+                )
+                appended.append(Appended(index, record_type, entry.source, record.event_id))
+                leaf = encode_leaf_bytes(
+                    record_type,
+                    index=index,
+                    prev=prev,
+                    payload_digest=digest,
+                    source=entry.source,
+                    body=record.body,
+                )
             else:
                 if entry.raw is not None:
-                    key, tag = self._key_for(entry.account_id, keys)
-                    blob = seal(key.key, entry.raw, payload_aad(index))
+                    key, tag = self._key_for(self._tag(entry.account_id), keys)
+                    blob = seal_with(AESGCM(key.key), entry.raw, payload_aad(index))
                     digest = payload_digest(blob)
                     payloads.append(PayloadRow(index, key.key_id, tag, blob))
                 body = anomaly_body(entry.code, entry.detail, entry.event_id, entry.related_index)
-                entry_type = EntryType.ANOMALY
                 appended.append(
-                    Appended(index, entry_type, entry.source, entry.event_id, entry.code)
+                    Appended(index, EntryType.ANOMALY, entry.source, entry.event_id, entry.code)
                 )
-            leaf = encode_leaf(
-                entry_type,
-                index=index,
-                prev=prev,
-                payload_digest=digest,
-                source=entry.source,
-                body=body,
-            )
+                leaf = encode_leaf(
+                    EntryType.ANOMALY,
+                    index=index,
+                    prev=prev,
+                    payload_digest=digest,
+                    source=entry.source,
+                    body=body,
+                )
             prev = leaf_hash(leaf)
             leaves.append(LeafRow(index, leaf, prev))
         tree = head.tree.copy()
@@ -471,42 +504,4 @@ class AuditLog:
             self._archive.write(size, stored[size])
 
 
-class _MemoDecoder:
-    """Decodes each distinct value of a batch once (planning asks several times)."""
-
-    def __init__(self, decode: Callable[[bytes], AuditRecord], values: Sequence[bytes]) -> None:
-        self._results: dict[bytes, AuditRecord | str] = {}
-        for value in values:
-            if value not in self._results:
-                try:
-                    self._results[value] = decode(value)
-                except ValueError as exc:
-                    self._results[value] = str(exc)
-
-    def get(self, value: bytes | None) -> AuditRecord | None:
-        """The record, or ``None`` if the value is absent or does not decode."""
-        result = None if value is None else self._results.get(value)
-        return result if isinstance(result, AuditRecord) else None
-
-    def __call__(self, value: bytes) -> AuditRecord:
-        """The record (``DecodeError`` if it does not decode)."""
-        result = self._results.get(value)
-        if isinstance(result, AuditRecord):
-            return result
-        raise DecodeError(result if result is not None else "value not in the batch")
-
-
-def _record_row(index: int, record: AuditRecord, content_mac: bytes) -> RecordRow:
-    codes = [reason.code.value for reason in record.reasons]
-    return RecordRow(
-        index=index,
-        audit_id=record.audit_id,
-        kind=record.kind.value,
-        event_id=record.event_id,
-        recipient_id=record.recipient_id,
-        order_ref=record.order_ref,
-        outcome=None if record.outcome is None else record.outcome.value,
-        occurred_at=millis(record.occurred_at),
-        reason_codes="," + "".join(f"{code}," for code in codes),
-        content_mac=content_mac,
-    )
+_Planned = PlannedRecord[PreparedRecord] | PlannedAnomaly

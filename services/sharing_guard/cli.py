@@ -16,6 +16,7 @@ from typing import BinaryIO
 
 from sharing_guard.core.policy import Policy, PolicyError
 from sharing_guard.explain import explain
+from sharing_guard.orders.cli import add_orders_parser, run_orders
 from sharing_guard.policy_file import load_policy
 from sharing_guard.replay import LineError, replay
 
@@ -39,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
         help="run a guard worker on Kafka (configured by SHARING_GUARD_* variables)",
         description="Run a guard worker on Kafka; see docs/configuration.md for its settings.",
     )
+    commands.add_parser(
+        "alerts",
+        help="post security alerts to a webhook (configured by SHARING_GUARD_ALERTS_*)",
+        description="Consume the guard's outputs and post security alerts to a webhook; "
+        "see docs/alerts.md for its settings.",
+    )
+    add_orders_parser(commands)
     return parser
 
 
@@ -73,11 +81,17 @@ def _run(lines: BinaryIO, policy: Policy, human: bool) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "orders":
+        return run_orders(args)
     if args.command == "worker":
         from sharing_guard.bootstrap import run_worker
 
         run_worker()
         return EXIT_OK
+    if args.command == "alerts":
+        from sharing_guard.alerts.bootstrap import main as run_alerts
+
+        return run_alerts()
     try:
         policy = load_policy(args.policy)
     except (OSError, PolicyError) as exc:

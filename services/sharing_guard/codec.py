@@ -93,8 +93,16 @@ class AvroCodec(Generic[M]):
         # fastavro resolves enum symbols and union branches by Python indexing, so a
         # negative index decodes to a real symbol (BLOCK could read as ALLOW). Writing
         # the record back must give the same bytes, or the body was not canonical.
+        # fastavro also reads a varint wider than the schema's type (an "int" above
+        # 2**31), which its writer then refuses: not a valid body either.
         again = io.BytesIO()
-        fastavro.schemaless_writer(again, self.schema, record)
+        try:
+            fastavro.schemaless_writer(again, self.schema, record)
+        except Exception as exc:
+            raise DecodeError(
+                f"{self.name}: Avro body holds a value out of its type's range "
+                f"({type(exc).__name__})"
+            ) from exc
         if again.getvalue() != body:
             raise DecodeError(f"{self.name}: Avro body is not canonical (bad enum or union index)")
         try:

@@ -297,3 +297,21 @@ def test_checkpoints_follow_the_policy_and_are_archived_outside_the_database(
     report = backend.verify()
     assert report.ok
     assert report.unsigned_tail == 0
+
+
+def test_the_key_store_creates_only_missing_keys_and_keeps_existing_ones(
+    backend: Backend,
+) -> None:
+    keys, other = backend.keys(), backend.keys()
+    old, new, third = b"\x01" * 32, b"\x02" * 32, b"\x03" * 32
+    first = keys.keys_for_tags([old], create=True)[old]
+
+    # One call mixing a tag with a key (created by another connection) and new tags.
+    made = other.keys_for_tags([old, new, third, new], create=True)
+
+    assert made.keys() == {old, new, third}
+    assert made[old] == first
+    assert len({first.key_id, made[new].key_id, made[third].key_id}) == 3
+    assert keys.keys_for_tags([old, new, third], create=False) == made
+    assert keys.keys_for_tags([b"\x04" * 32], create=False) == {}
+    assert keys.keys_for_tags([new], create=True) == {new: made[new]}

@@ -617,3 +617,15 @@ def test_decode_of_a_corrupted_record_returns_a_record_or_raises_decode_error(
     else:
         del encoded[at]
     _decoded_or_decode_error(bytes(encoded))
+
+
+def test_an_int_wider_than_32_bits_is_a_decode_error_not_a_crash() -> None:
+    """fastavro reads a varint above 2**31 into an "int" field and then cannot write it back;
+    the codec must report that as a bad record (so the guard dead-letters it), not raise
+    whatever fastavro raised."""
+    encoded = REGISTRY.encode(EXAMPLES["TransferRequested"])
+    age = b"\x02" + avro_long(41)  # union branch 1 (int), then 41
+    assert encoded.count(age) == 1
+    widened = encoded.replace(age, b"\x02" + avro_long(2**31))
+    with pytest.raises(DecodeError, match="out of its type's range"):
+        REGISTRY.decode(widened)

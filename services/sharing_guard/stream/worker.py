@@ -281,14 +281,22 @@ class GuardWorker:
             )
         read_back: dict[Partition, list[Span]] = {}
         extra: list[Any] = []
+        timeout = self.settings.catch_up_timeout_s
         for tp, tp_offsets in offsets.items():
-            if not self.gate.tracking(tp):
-                self.gate.start(tp, await self.reader.resume_offset(self.app.conf.id, tp))
             read_back[tp] = []
+            if not self.gate.tracking(tp):
+                try:
+                    start = await asyncio.wait_for(
+                        self.reader.resume_offset(self.app.conf.id, tp), timeout
+                    )
+                except Exception:  # untracked, nothing of ``tp`` is committed; next batch retries
+                    log.exception("could not read where %s/%d resumes", tp.topic, tp.partition)
+                    continue
+                self.gate.start(tp, start)
             for hole in self.gate.holes(tp, tp_offsets):
                 try:
-                    records = await self.reader.read(
-                        tp, hole.first, hole.end, self.settings.catch_up_timeout_s
+                    records = await asyncio.wait_for(
+                        self.reader.read(tp, hole.first, hole.end, timeout), 2 * timeout
                     )
                 except Exception:  # the commit waits at the hole; the next batch retries
                     log.exception(
@@ -563,6 +571,11 @@ class GuardWorker:
             decoded = self.registry.decode(message.value)
         except DecodeError as exc:
             outputs.append(await self._dead_letter(message, str(exc)))
+            return None
+        except Exception as exc:  # a codec defect: still a dead letter, never a crash
+            log.exception("unexpected decode failure at %s/%d", message.topic, message.partition)
+            reason = f"undecodable record ({type(exc).__name__})"
+            outputs.append(await self._dead_letter(message, reason))
             return None
         if not isinstance(decoded, accepted):
             outputs.append(

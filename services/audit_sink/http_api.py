@@ -1,0 +1,699 @@
+"""The audit trail over HTTP (``audit-sink serve``): read-only, behind one bearer token.
+
+The security team's tools get the same answers as the command line, from the same plain
+functions: ``GET /entries`` (:func:`~audit_sink.query.query_entries`, rendered like
+``query``), ``GET /verify`` (:func:`~audit_sink.verification.verify_log` against the stored
+checkpoints and the pinned key), ``GET /proof/{event_id}`` (a C2SP tlog-proof bundle,
+:func:`~audit_sink.proofs.prove_event`), ``GET /checkpoint`` (the latest signed checkpoint),
+``GET /transparency-report`` (:mod:`audit_sink.transparency`, as ``report``) and
+``GET /healthz``. FastAPI serves the OpenAPI description at ``/openapi.json``, with the
+bearer scheme declared; the interactive pages (``/docs``, ``/redoc``) are off because they load
+scripts from a CDN into a page where the token is typed.
+
+:func:`create_app` builds the application and does no I/O. Each request opens the store
+read-only (and the key store, for ``/entries``) through :mod:`audit_sink.bootstrap`, as the
+command line does, and closes it before answering: SQLite connections belong to one thread,
+and FastAPI runs these endpoints in a thread pool. Verifications run one at a time.
+
+Every route but ``/healthz`` needs ``Authorization: Bearer <token>``; the token is compared in
+constant time (:func:`hmac.compare_digest` over SHA-256 digests, which also hides its length)
+and is never logged. The token holder reads what ``query`` shows: decrypted account ids and
+event JSON where the subject's key still exists. Logs carry one line per request with the
+method, the route *template*, the status and the time: never a query string (which may name
+an account), a header or a body. An unexpected error is logged by type and stack frames only,
+never its message, and answered 500; a store that cannot be reached is answered 503.
+
+Status codes: 200; 400 a parameter the validation cannot express (an instant without a time
+zone, an unknown or repeated parameter, an account search without the index key); 401 no or
+wrong token; 404 no such event, or not covered by a checkpoint yet; 409 the store does not
+prove what it holds (run ``/verify``); 422 a parameter of the wrong type or range; 503 the
+store is unavailable. Errors are ``{"detail": ...}``: a message, or FastAPI's list for 422.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import re
+import signal
+import sqlite3
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import FrameType
+from typing import Annotated, Any, Final, Literal, cast
+
+import psycopg
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, SecretStr
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from audit_sink import bootstrap
+from audit_sink.checkpoint import NoteVerifier
+from audit_sink.keystore import KeyStore
+from audit_sink.proofs import ProofError, prove_event, signed_head
+from audit_sink.query import InstantError, QueryCriteria, parse_instant, query_entries
+from audit_sink.render import render
+from audit_sink.sealing import IndexKey
+from audit_sink.settings import AuditSinkSettings, SettingsError
+from audit_sink.store import LogReader, StoreError
+from audit_sink.transparency import Period, read_report, render_table
+from audit_sink.verification import verify_log
+from audit_sink.verify import Report
+
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_LIMIT",
+    "DEFAULT_PORT",
+    "ENTRY_PARAMETERS",
+    "MAX_LIMIT",
+    "MIN_TOKEN_LENGTH",
+    "api_token",
+    "create_app",
+    "serve",
+]
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8088
+DEFAULT_LIMIT: Final = 1000
+MAX_LIMIT: Final = 10000
+MIN_TOKEN_LENGTH: Final = 32
+ENTRY_PARAMETERS: Final = frozenset(
+    ("account", "recipient", "outcome", "reason", "order_ref", "from", "to", "limit", "format")
+)
+TRUNCATED_HEADER: Final = "Audit-Sink-Truncated"
+
+_EXIT_OK, _EXIT_CANNOT_RUN = 0, 2
+_MAX_TEXT: Final = 256
+_TOKEN_SYNTAX: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")  # RFC 6750 b64token
+_REALM: Final = 'Bearer realm="audit-sink"'
+_MEDIA_TYPES: Final = {
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+    "csv": "text/csv",
+}
+_STORE_ERRORS: Final = (StoreError, SettingsError, OSError, sqlite3.Error, psycopg.Error)
+_SAFE_MESSAGES: Final = (StoreError, SettingsError)  # written to be shown (the CLI prints them)
+
+logger = logging.getLogger("audit_sink.http")
+
+
+# -- what the OpenAPI description shows ------------------------------------------------------
+
+
+class Health(BaseModel):
+    """``/healthz``: the process answers (it does not touch the store)."""
+
+    ok: bool
+
+
+class EntryBody(BaseModel):
+    """One record entry: the fields of ``query --format jsonl`` (``EntryView.to_dict``)."""
+
+    index: int
+    kind: str = Field(description="DECISION or GOVERNANCE_CHANGE")
+    audit_id: str
+    event_id: str
+    event_type: str
+    occurred_at: str = Field(description="RFC 3339, UTC, milliseconds")
+    personal: Literal["clear", "opened", "erased", "unavailable"]
+    account_id: str | None = Field(description="decrypted, or <erased> / <unavailable>")
+    recipient_id: str | None
+    order_ref: str | None
+    actor: str | None
+    outcome: str | None
+    reasons: list[str]
+    policy_version: str | None
+    event_json: str | None = Field(description="decrypted, or <erased> / <unavailable>")
+
+
+class ProblemBody(BaseModel):
+    """One finding of a verification (the message never holds personal data)."""
+
+    code: str
+    index: int | None
+    range_end: int | None
+    checkpoint_size: int | None
+    bound: bool
+    message: str
+
+
+class VerifyBody(BaseModel):
+    """The verification report of ``verify --json``, plus the first problem on top."""
+
+    ok: bool
+    size: int
+    erased: int
+    checkpoints_verified: int
+    latest_checkpoint_size: int | None
+    trusted_checkpoint_sizes: list[int]
+    unsigned_tail: int
+    problem_count: int
+    problems: list[ProblemBody]
+    first_bad_index: int | None = Field(description="the first bad entry; null when ok")
+    first_problem: ProblemBody | None
+
+
+_ERROR_SCHEMA: Final = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    """An error response in the OpenAPI description: JSON on every route, text ones too."""
+    return {"description": description, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+
+
+_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    400: _error("A parameter is not acceptable, or unknown, or repeated (the message names it)."),
+    401: _error("No bearer token, or not the right one."),
+    503: _error("The store cannot be reached."),
+}
+_NOT_PROVEN: Final = _error("The store does not prove it (tampered or inconsistent): run /verify.")
+
+
+# -- the application -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Service:
+    """What the endpoints share: settings, pinned key, index key, token digest, a lock."""
+
+    settings: AuditSinkSettings = field(repr=False)
+    origin: str
+    verifier: NoteVerifier = field(repr=False)
+    index_key: IndexKey | None = field(repr=False)
+    token_digest: bytes = field(repr=False)
+    verifying: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+def _check_token(token: str) -> None:
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise SettingsError(
+            f"the API token must be at least {MIN_TOKEN_LENGTH} characters "
+            "(e.g. audit-sink keygen --index-key prints a random one)"
+        )
+    if not _TOKEN_SYNTAX.fullmatch(token):
+        raise SettingsError(
+            "the API token may hold only letters, digits and - . _ ~ + / (then = padding)"
+        )
+
+
+def api_token(settings: AuditSinkSettings) -> str:
+    """The API token of the settings (``SettingsError`` if unset or empty)."""
+    # ``getattr``: the ``api_token`` field is added to AuditSinkSettings alongside this module.
+    secret = getattr(settings, "api_token", None)
+    if not isinstance(secret, SecretStr) or not secret.get_secret_value():
+        raise SettingsError("set AUDIT_SINK_API_TOKEN: serve refuses to start without a token")
+    return secret.get_secret_value()
+
+
+def create_app(settings: AuditSinkSettings, *, token: str) -> FastAPI:
+    """The HTTP API over the configured log; nothing is opened until a request comes.
+
+    Raises ``SettingsError`` now for what would fail every request: no origin, no pinned
+    key (``AUDIT_SINK_VKEY``), an invalid index key, a token shorter than
+    :data:`MIN_TOKEN_LENGTH` or not RFC 6750 syntax. Without an index key the API runs, and
+    searches by account are refused (400).
+    """
+    _check_token(token)
+    service = _Service(
+        settings=settings,
+        origin=settings.require_origin(),
+        verifier=bootstrap.pinned_verifier(settings),
+        index_key=None if settings.index_key is None else bootstrap.index_key(settings),
+        token_digest=hashlib.sha256(token.encode("utf-8")).digest(),
+    )
+    app = FastAPI(
+        title="audit-sink",
+        version="1",
+        summary="The tamper-evident audit trail of sharing-guard, read-only.",
+        description=(
+            "Send `Authorization: Bearer <token>` on every route but `/healthz`. "
+            "The token holder sees decrypted personal fields as `audit-sink query` shows "
+            "them. See docs/audit-trail.md, section 'HTTP API'."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.audit_sink = service
+    app.add_middleware(_RequestGuard)
+    app.include_router(_public)
+    app.include_router(_protected)
+    return app
+
+
+def _service(request: Request) -> _Service:
+    return cast(_Service, request.app.state.audit_sink)
+
+
+Service = Annotated[_Service, Depends(_service)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    description="The API token (AUDIT_SINK_API_TOKEN of the server).",
+)
+
+
+def _unauthorised(message: str, *, invalid: bool) -> HTTPException:
+    challenge = f'{_REALM}, error="invalid_token"' if invalid else _REALM
+    return HTTPException(401, message, headers={"WWW-Authenticate": challenge})
+
+
+async def _authorised(
+    service: Service,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> None:
+    """Let the request through only with the right bearer token (before any validation)."""
+    if credentials is None:
+        raise _unauthorised("send Authorization: Bearer <token>", invalid=False)
+    presented = hashlib.sha256(credentials.credentials.encode("utf-8", "replace")).digest()
+    if not hmac.compare_digest(presented, service.token_digest):
+        raise _unauthorised("the bearer token is not valid", invalid=True)
+
+
+def _only(*names: str) -> Callable[[Request], None]:
+    """A dependency refusing query parameters other than ``names``, or given twice: a typo
+    (``outcom=BLOCK``) or an option this API does not have (``trusted_checkpoint``) must not
+    be silently ignored."""
+    allowed = frozenset(names)
+    shown = ", ".join(sorted(allowed)) if allowed else "none"
+
+    def strict(request: Request) -> None:
+        given = [name for name, _ in request.query_params.multi_items()]
+        for name in given:
+            if name not in allowed:
+                raise HTTPException(
+                    400, f"unknown query parameter {name!r}; this route takes: {shown}"
+                )
+        for name in given:
+            if given.count(name) > 1:
+                raise HTTPException(400, f"query parameter {name!r} is given more than once")
+
+    return strict
+
+
+_public = APIRouter()
+_protected = APIRouter(dependencies=[Depends(_authorised)], responses=_ERRORS)
+
+
+@_public.get("/healthz", response_model=Health, summary="Liveness (no token, no store)")
+async def healthz() -> dict[str, bool]:
+    """The process answers; it does not open the store."""
+    return {"ok": True}
+
+
+@contextmanager
+def _unavailable_on_store_errors() -> Iterator[None]:
+    """A store that cannot be opened or read answers 503 (logged without driver messages)."""
+    try:
+        yield
+    except _STORE_ERRORS as exc:
+        logger.warning(
+            "the store is unavailable: %s",
+            exc if isinstance(exc, _SAFE_MESSAGES) else type(exc).__name__,
+        )
+        raise HTTPException(503, "the audit store is unavailable") from None
+
+
+@contextmanager
+def _reading(service: _Service) -> Iterator[LogReader]:
+    """One read-only snapshot of the log, on a store opened for this request only."""
+    with _unavailable_on_store_errors():
+        store = bootstrap.open_store(service.settings, write=False)
+        try:
+            with store.reader() as reader:
+                yield reader
+        finally:
+            store.close()
+
+
+@contextmanager
+def _keys(service: _Service) -> Iterator[KeyStore]:
+    """The key store, opened for this request only."""
+    with _unavailable_on_store_errors():
+        keys = bootstrap.open_keystore(service.settings)
+        try:
+            yield keys
+        finally:
+            keys.close()
+
+
+def _instant(text: str | None, name: str) -> datetime | None:
+    try:
+        return parse_instant(text)
+    except InstantError as exc:
+        hint = " (in a URL, write + as %2B)" if text is not None and " " in text else ""
+        raise HTTPException(400, f"{name!r} {exc}, e.g. 2026-11-01T00:00:00Z{hint}") from None
+
+
+_Text = Annotated[str | None, Query(min_length=1, max_length=_MAX_TEXT)]
+
+
+@_protected.get(
+    "/entries",
+    summary="Decisions and governance changes, filtered as `audit-sink query`",
+    dependencies=[Depends(_only(*ENTRY_PARAMETERS))],
+    response_model=list[EntryBody],
+    responses={
+        200: {
+            "description": f"By index. Header {TRUNCATED_HEADER}: true when `limit` cut the list.",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+    },
+)
+def entries(
+    *,
+    service: Service,
+    account: Annotated[
+        str | None,
+        Query(min_length=1, max_length=_MAX_TEXT, description="Account id (needs the index key)"),
+    ] = None,
+    recipient: _Text = None,
+    outcome: Annotated[Literal["ALLOW", "BLOCK"] | None, Query()] = None,
+    reason: Annotated[
+        str | None,
+        Query(
+            min_length=1, max_length=_MAX_TEXT, description="A reason code, e.g. CONSENT_MISSING"
+        ),
+    ] = None,
+    order_ref: _Text = None,
+    occurred_from: Annotated[
+        str | None,
+        Query(alias="from", max_length=64, description="RFC 3339 instant with zone, inclusive"),
+    ] = None,
+    occurred_to: Annotated[
+        str | None,
+        Query(alias="to", max_length=64, description="RFC 3339 instant with zone, exclusive"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+    output: Annotated[Literal["json", "jsonl", "csv"], Query(alias="format")] = "json",
+) -> Response:
+    """The record entries matching every given filter, by index, at most ``limit``."""
+    if account is not None and service.index_key is None:
+        raise HTTPException(
+            400,
+            "'account': searching by account needs the index key, and this server has none "
+            "(AUDIT_SINK_INDEX_KEY)",
+        )
+    criteria = QueryCriteria(
+        account_id=account,
+        recipient_id=recipient,
+        outcome=outcome,
+        reason_code=reason,
+        order_ref=order_ref,
+        occurred_from=_instant(occurred_from, "from"),
+        occurred_to=_instant(occurred_to, "to"),
+        limit=limit + 1,  # one more tells whether the limit cut the list
+    )
+    with _keys(service) as keys, _reading(service) as reader:
+        views = query_entries(reader, keys, criteria, service.index_key)
+    truncated = len(views) > limit
+    views = views[:limit]
+    if output == "json":
+        rows = [view.to_dict() for view in views]
+        body = json.dumps(rows, ensure_ascii=False, sort_keys=True)
+    else:
+        body = render(views, output)
+    return Response(
+        body,
+        media_type=_MEDIA_TYPES[output],
+        headers={TRUNCATED_HEADER: "true" if truncated else "false"},
+    )
+
+
+def _report_body(report: Report) -> dict[str, Any]:
+    body = report.to_dict()
+    first = report.first
+    body["first_bad_index"] = None if first is None else first.index
+    body["first_problem"] = None if first is None else first.to_dict()
+    return body
+
+
+@_protected.get(
+    "/verify",
+    summary="Verify the whole log against its checkpoints and the pinned key",
+    dependencies=[Depends(_only())],
+    response_model=VerifyBody,
+)
+def verify(service: Service) -> JSONResponse:
+    """The verification report; 200 whether the log is intact or not (see ``ok``)."""
+    with service.verifying, _reading(service) as reader:
+        report = verify_log(
+            reader,
+            trusted_keys=[service.verifier],
+            origin=service.origin,
+            chunk_size=service.settings.verify_chunk,
+        )
+    return JSONResponse(_report_body(report))
+
+
+def _latest_note(service: _Service, reader: LogReader) -> tuple[int, str]:
+    """The latest checkpoint's size and note, verified (404 when none, 409 when bad)."""
+    if not reader.checkpoints():
+        raise HTTPException(404, "the log has no signed checkpoint yet")
+    try:
+        checkpoint, note = signed_head(reader, [service.verifier], service.origin)
+    except ProofError as exc:
+        raise HTTPException(409, f"{exc}: run /verify") from None
+    return checkpoint.size, note
+
+
+@_protected.get(
+    "/proof/{event_id}",
+    summary="C2SP tlog-proof of one decision (else governance change), checkable offline",
+    dependencies=[Depends(_only())],
+    response_class=PlainTextResponse,
+    responses={
+        404: _error("No record of that event, or not covered by a signed checkpoint yet."),
+        409: _NOT_PROVEN,
+    },
+)
+def proof(
+    service: Service,
+    event_id: Annotated[str, Path(min_length=1, max_length=_MAX_TEXT)],
+) -> PlainTextResponse:
+    """The proof bundle (its ``extra`` line holds the leaf) under the latest checkpoint."""
+    with _reading(service) as reader:
+        index = reader.find_record(f"DECISION:{event_id}")
+        if index is None:
+            index = reader.find_record(f"GOVERNANCE_CHANGE:{event_id}")
+        if index is None:
+            raise HTTPException(404, "no record of that event in the log")
+        size, _ = _latest_note(service, reader)
+        if index >= size:
+            raise HTTPException(
+                404,
+                f"entry {index} is not covered by a signed checkpoint yet (latest size {size})",
+            )
+        try:
+            found = prove_event(
+                reader, event_id, trusted_keys=[service.verifier], origin=service.origin
+            )
+        except ProofError as exc:
+            raise HTTPException(409, str(exc)) from None
+    return PlainTextResponse(found.bundle)
+
+
+@_protected.get(
+    "/checkpoint",
+    summary="The latest signed checkpoint (C2SP signed note)",
+    dependencies=[Depends(_only())],
+    response_class=PlainTextResponse,
+    responses={404: _error("The log has no signed checkpoint yet."), 409: _NOT_PROVEN},
+)
+def checkpoint(service: Service) -> PlainTextResponse:
+    """The note as stored, after checking its signature with the pinned key."""
+    with _reading(service) as reader:
+        _, note = _latest_note(service, reader)
+    return PlainTextResponse(note)
+
+
+@_protected.get(
+    "/transparency-report",
+    summary="Law-enforcement orders and disclosures of a period, as `audit-sink report`",
+    dependencies=[Depends(_only("from", "to", "format"))],
+    responses={
+        200: {
+            "description": "JSON (the default) or, with format=table, the readable table.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+    },
+)
+def transparency_report(
+    *,
+    service: Service,
+    period_from: Annotated[
+        str, Query(alias="from", max_length=64, description="RFC 3339 instant, inclusive")
+    ],
+    period_to: Annotated[
+        str, Query(alias="to", max_length=64, description="RFC 3339 instant, exclusive")
+    ],
+    output: Annotated[Literal["json", "table"], Query(alias="format")] = "json",
+) -> Response:
+    """Counts of orders and of requests under them (:mod:`audit_sink.transparency`)."""
+    start, end = _instant(period_from, "from"), _instant(period_to, "to")
+    if start is None or end is None:
+        raise HTTPException(400, "'from' and 'to' are required")
+    try:
+        period = Period(start, end)
+    except ValueError as exc:
+        raise HTTPException(400, f"'to': {exc}") from None
+    with _reading(service) as reader:
+        report = read_report(reader, period)
+    if output == "table":
+        return PlainTextResponse(render_table(report))
+    return JSONResponse(report.to_dict())
+
+
+class _RequestGuard:
+    """Outermost application code: one log line per request, never a query string or a
+    header; ``Cache-Control: no-store`` and ``nosniff``; an unexpected error becomes a 500
+    logged by type and frames only (its message may quote data)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        answered = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, answered
+            if message["type"] == "http.response.start":
+                status, answered = message["status"], True
+                headers = MutableHeaders(scope=message)
+                headers["Cache-Control"] = "no-store"
+                headers["X-Content-Type-Options"] = "nosniff"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception as exc:  # logged without its message, then answered 500
+            logger.error(
+                "%s %s failed: %s\n%s",
+                scope["method"],
+                _route(scope),
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
+            )
+            if not answered:
+                await JSONResponse({"detail": "internal error"}, 500)(scope, receive, send)
+        route = _route(scope)
+        logger.log(
+            logging.DEBUG if route == "/healthz" and status == 200 else logging.INFO,
+            "%s %s %d %.1fms",
+            scope["method"],
+            route,
+            status,
+            (time.perf_counter() - started) * 1000,
+        )
+
+
+def _route(scope: Scope) -> str:
+    """The matched route's template (``/proof/{event_id}``), never the path as sent."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "<no route>"
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+def _probe(settings: AuditSinkSettings) -> None:
+    """Open the store read-only and the key store once, so that serve fails at start."""
+    store = bootstrap.open_store(settings, write=False)
+    try:
+        bootstrap.open_keystore(settings).close()
+    finally:
+        store.close()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    """Uvicorn stops on the signal, then raises it again for the previous handler: this."""
+
+
+@contextmanager
+def _graceful_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM stop the server gracefully and ``serve`` returns 0."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve(settings: AuditSinkSettings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
+    """Serve the API with uvicorn until SIGINT or SIGTERM; the exit status (0, or 2 when
+    it could not listen).
+
+    Refuses to start without a token (``AUDIT_SINK_API_TOKEN``) or a pinned key
+    (``SettingsError``), or when the store does not open (``StoreError``). There is no TLS
+    here: bind to loopback (the default) behind a TLS-terminating proxy; a warning is logged
+    for any other address.
+    """
+    import uvicorn
+
+    if not 0 < port < 65536:
+        raise SettingsError("the port must be 1 to 65535")
+    app = create_app(settings, token=api_token(settings))
+    _probe(settings)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    if not _is_loopback(host):
+        logger.warning(
+            "listening on %s without TLS: the token and personal data cross the network in "
+            "clear unless a TLS-terminating proxy is in front",
+            host,
+        )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # the root logger above; uvicorn's own config would add an access log
+        access_log=False,  # its lines carry the query string, which may name an account
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    with _graceful_signals():
+        try:
+            server.run()
+        except SystemExit:  # uvicorn exits when it cannot listen (it logged why)
+            return _EXIT_CANNOT_RUN
+    return _EXIT_OK if server.started else _EXIT_CANNOT_RUN

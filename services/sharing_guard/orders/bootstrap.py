@@ -1,0 +1,132 @@
+"""The order service's composition root: settings in, a runnable HTTP service out."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+from kafka.errors import KafkaError
+
+from sharing_guard.codec import contract_registry
+from sharing_guard.orders.api import create_app
+from sharing_guard.orders.auth import Authenticator, load_entries
+from sharing_guard.orders.kafka_io import Follower, OrderPublisher
+from sharing_guard.orders.model import OrderEvent
+from sharing_guard.orders.service import OrderService, UnavailableError
+from sharing_guard.orders.settings import OrdersSettings
+from sharing_guard.orders.store import OrderStore
+
+log = logging.getLogger(__name__)
+HEALTH_PATHS = ("/livez", "/readyz")
+
+
+def utc_now() -> datetime:
+    """The clock of the service."""
+    return datetime.now(UTC)
+
+
+@dataclass
+class OrdersApp:
+    """The wired service: its HTTP app and the adapters its lifespan starts and stops."""
+
+    settings: OrdersSettings
+    app: FastAPI
+    store: OrderStore
+    follower: Follower
+    publisher: OrderPublisher | None = None
+
+
+def build_app(settings: OrdersSettings | None = None) -> OrdersApp:
+    """Wire the service from settings (the environment's by default).
+
+    The Kafka producer is created when the app starts (lifespan), so building fails
+    only on bad configuration (an unreadable tokens file), never on an absent broker.
+    """
+    settings = settings or OrdersSettings()
+    entries = load_entries(settings.tokens_file, settings.tokens)
+    if not entries:
+        log.warning("no tokens configured: every /orders call will be refused (401)")
+    registry = contract_registry()
+    store = OrderStore(settings.state_file)
+    follower = Follower(
+        settings.bootstrap_servers,
+        settings.orders_topic,
+        settings.decisions_topic,
+        store=store,
+        registry=registry,
+    )
+
+    def producer() -> OrderPublisher | None:
+        """The publisher, created on first use; ``None`` while the broker is unreachable."""
+        if wired.publisher is None:
+            try:
+                wired.publisher = OrderPublisher(
+                    settings.bootstrap_servers,
+                    settings.orders_topic,
+                    store=store,
+                    registry=registry,
+                    ack_timeout_s=settings.kafka_timeout_s,
+                    apply_timeout_s=settings.apply_timeout_s,
+                )
+            except KafkaError as exc:
+                log.warning("Kafka producer not connected: %s", type(exc).__name__)
+        return wired.publisher
+
+    def publish(event: OrderEvent) -> bool:
+        publisher = producer()
+        if publisher is None:
+            raise UnavailableError("Kafka is not reachable; nothing was changed")
+        return publisher(event)
+
+    def readiness() -> dict[str, bool]:
+        publisher = producer()
+        connected = publisher is not None and publisher.connected()
+        return {"producer_connected": connected, "state_loaded": follower.loaded.is_set()}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        follower.start()
+        producer()
+        try:
+            yield
+        finally:
+            if wired.publisher is not None:
+                wired.publisher.close()
+            follower.stop()
+            store.close()
+
+    service = OrderService(store, publish, utc_now)
+    app = create_app(service, Authenticator(entries), readiness, utc_now, lifespan)
+    wired = OrdersApp(settings=settings, app=app, store=store, follower=follower)
+    return wired
+
+
+class _HealthProbes(logging.Filter):
+    """Keeps the probes' requests (every few seconds) out of the access log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (isinstance(args, tuple) and len(args) > 2 and args[2] in HEALTH_PATHS)
+
+
+def serve(settings: OrdersSettings | None = None) -> None:
+    """Run the service in the foreground until stopped (SIGINT/SIGTERM)."""
+    import uvicorn
+
+    settings = settings or OrdersSettings()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.root.level))
+    logging.getLogger("uvicorn.access").addFilter(_HealthProbes())
+    wired = build_app(settings)
+    uvicorn.run(
+        wired.app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=True,
+    )
