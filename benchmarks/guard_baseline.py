@@ -3,23 +3,16 @@
     SHARING_GUARD_...=... .venv/bin/python benchmarks/guard_baseline.py [worker]
 
 It is configured exactly like the guard (the same ``SHARING_GUARD_*`` variables, read by
-:class:`sharing_guard.settings.GuardSettings`) and runs as a worker process the same way.
-It keeps the guard's Faust settings where they bear on throughput (raw bytes topics,
-``producer_acks=-1``, the same partitions, memory store, the web server for ``/readyz``)
-and its batch discipline (``stream.noack_take(batch_max, within=batch_within_s)``, manual
-acks after the outputs are flushed), and per batch does what the guard's transfer agent
+:class:`sharing_guard.settings.GuardSettings`), runs as a worker process the same way
+(``bootstrap.faust_worker``) and is built on the guard's own Faust app
+(``stream.worker.faust_app``: raw bytes topics, ``producer_acks=-1``, the same partitions,
+memory store, the web server for ``/readyz``, the producer without per-send yields). It
+keeps the guard's batch discipline (``stream.noack_take(batch_max, within=batch_within_s)``,
+manual acks once the outputs are out), and per batch does what the guard's transfer agent
 does minus the guard: each record is decoded with ``contract_registry().decode`` and sent
 three times (to the ``decisions``, ``approved`` and ``audit`` topics of the settings, keyed
-like the guard's outputs, the input's headers passed on), with the same three producer
-flushes per batch (before the sends, after them, and before the acks).
-
-It runs on the guard's Faust plumbing: when ``sharing_guard`` has them (the changes
-proposed in benchmarks/README.md, "Guard on Kafka"), it builds its ``faust.Worker`` with
-``bootstrap.faust_worker``, applies ``kafka_io.without_producer_yields`` and sends with
-``kafka_io.produce``, waiting for every write's acknowledgement before the acks (and then,
-like the guard, skips the flush after publishing, which the acknowledgements make
-redundant); otherwise it runs and sends like the guard as committed (``faust.Worker``,
-``Topic.send``). A change to the plumbing thus moves both apps.
+like the guard's outputs, the input's headers passed on), with a producer flush before the
+sends, after them, and before the acks. A change to the plumbing thus moves both apps.
 
 What it leaves out, on purpose: state agents and tables (so no changelog writes and no
 catch-up), the engine, encoding a decision and an audit record, tracing and metrics. The
@@ -39,6 +32,7 @@ from sharing_guard.contract.events import TransferRequested
 from sharing_guard.settings import GuardSettings
 from sharing_guard.stream import kafka_io
 from sharing_guard.stream.kafka_io import header_list
+from sharing_guard.stream.worker import faust_app
 
 log = logging.getLogger(__name__)
 PRODUCE = getattr(kafka_io, "produce", None)
@@ -58,27 +52,8 @@ class Baseline:
         self.registry = contract_registry()
         t = settings.topics
         n = settings.account_partitions
-        self.app = faust.App(
-            settings.app_id,
-            broker=";".join(f"kafka://{h}" for h in settings.bootstrap_servers.split(",")),
-            store="memory://",
-            datadir=str(settings.data_dir),
-            topic_partitions=n,
-            consumer_auto_offset_reset="earliest",
-            producer_acks=-1,
-            broker_session_timeout=settings.session_timeout_s,
-            broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
-            broker_rebalance_timeout=max(30.0, settings.session_timeout_s * 3),
-            web_enabled=True,
-            web_bind=settings.web_host,
-            web_port=settings.web_port,
-            web_in_thread=False,
-            loghandlers=[],
-        )
+        self.app = faust_app(settings)  # exactly the guard's app and plumbing
         app = self.app
-        # The guard's own Faust plumbing, when it has it (see the module docstring).
-        if hasattr(kafka_io, "without_producer_yields"):
-            kafka_io.without_producer_yields(app)
         self.transfers_topic = app.topic(t.transfers, partitions=n, **RAW)
         self.decisions = app.topic(t.decisions, **RAW)
         self.approved = app.topic(t.approved, **RAW)

@@ -21,13 +21,10 @@ from audit_sink.checkpoint import NoteVerifier
 from audit_sink.leaf import decode_leaf
 from audit_sink.proof_bundle import open_proof_bundle, parse_proof_bundle
 from audit_sink.settings import AuditSinkSettings
-from sharing_guard.contract.enums import Outcome, ReasonCode
 from test_audit_support import (
-    consumed,
-    next_positions,
+    append_decision_batches,
     pg_backend,
     pg_names,  # noqa: F401
-    record,
     unique_origin,
 )
 
@@ -76,21 +73,7 @@ def configured(
     settings = AuditSinkSettings()
     store, keys = bootstrap.open_store(settings), bootstrap.open_keystore(settings)
     try:
-        log = bootstrap.build_log(settings, store, keys)
-        for start in (0, 4, 8):
-            records = [
-                record(
-                    n,
-                    account=f"acct-{n % 3}",
-                    outcome=Outcome.ALLOW if n % 2 else Outcome.BLOCK,
-                    codes=(ReasonCode.CONSENT,) if n % 2 else (ReasonCode.CONSENT_MISSING,),
-                    recipient=f"rcp-{n % 2}",
-                    order_ref="ord-7" if n == 7 else None,
-                )
-                for n in range(start, start + 4)
-            ]
-            batch = consumed(records, start=start)
-            log.append_batch(batch, next_positions(batch))
+        append_decision_batches(bootstrap.build_log(settings, store, keys))
     finally:
         store.close()
         keys.close()

@@ -56,9 +56,9 @@ from audit_sink.writer import CheckpointPolicy
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sharing_guard.contract.audit import AuditKind
-from sharing_guard.contract.enums import Outcome, ReasonCode
 from test_audit_support import (
     Backend,
+    append_decision_batches,
     consumed,
     next_positions,
     pg_backend,
@@ -105,20 +105,7 @@ class Served:
 def populate(backend: Backend) -> None:
     """The 15 entries of the module docstring."""
     log = backend.log()
-    for start in (0, 4, 8):
-        records = [
-            record(
-                n,
-                account=f"acct-{n % 3}",
-                outcome=Outcome.ALLOW if n % 2 else Outcome.BLOCK,
-                codes=(ReasonCode.CONSENT,) if n % 2 else (ReasonCode.CONSENT_MISSING,),
-                recipient=f"rcp-{n % 2}",
-                order_ref="ord-7" if n == 7 else None,
-            )
-            for n in range(start, start + 4)
-        ]
-        batch = consumed(records, start=start)
-        log.append_batch(batch, next_positions(batch))
+    append_decision_batches(log)
     assert log.erase("acct-2").erasure_index == 12
     tail = [
         record(13, account="acct-1", recipient="rcp-1"),

@@ -128,6 +128,28 @@ def next_positions(batch: Sequence[ConsumedRecord]) -> dict[tuple[str, int], int
     return positions
 
 
+def append_decision_batches(log: AuditLog) -> None:
+    """Entries 0-11: three batches of four decisions (offsets 0-11 of one partition).
+
+    Entry ``n`` is about ``acct-<n % 3>`` and ``rcp-<n % 2>``; odd entries are ALLOWs for
+    consent, even ones BLOCKs for missing consent; entry 7 is under order ``ord-7``.
+    """
+    for start in (0, 4, 8):
+        records = [
+            record(
+                n,
+                account=f"acct-{n % 3}",
+                outcome=Outcome.ALLOW if n % 2 else Outcome.BLOCK,
+                codes=(ReasonCode.CONSENT,) if n % 2 else (ReasonCode.CONSENT_MISSING,),
+                recipient=f"rcp-{n % 2}",
+                order_ref="ord-7" if n == 7 else None,
+            )
+            for n in range(start, start + 4)
+        ]
+        batch = consumed(records, start=start)
+        log.append_batch(batch, next_positions(batch))
+
+
 @dataclass
 class Backend:
     """One store under test, its key store, and the keys and paths of its log."""

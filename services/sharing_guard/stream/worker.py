@@ -90,6 +90,31 @@ RAW: dict[str, Any] = {
 FACTS_HEADER = "guard.facts"
 
 
+def faust_app(settings: GuardSettings) -> faust.App:
+    """The Faust app of a guard worker: raw-bytes topics, acks from all replicas, the
+    session and web settings of ``settings``, and the producer without per-send yields.
+    The decode-and-forward baseline of the benchmarks is built on the same app."""
+    app = faust.App(
+        settings.app_id,
+        broker=";".join(f"kafka://{h}" for h in settings.bootstrap_servers.split(",")),
+        store="memory://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.account_partitions,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
+        broker_rebalance_timeout=max(30.0, settings.session_timeout_s * 3),
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        loghandlers=[],
+    )
+    without_producer_yields(app)
+    return app
+
+
 @dataclass(frozen=True, slots=True)
 class Pending:
     """A decoded transfer waiting in a batch, with where it came from."""
@@ -122,25 +147,8 @@ class GuardWorker:
         self.started = False
         t = settings.topics
         n = settings.account_partitions
-        self.app = faust.App(
-            settings.app_id,
-            broker=";".join(f"kafka://{h}" for h in settings.bootstrap_servers.split(",")),
-            store="memory://",
-            datadir=str(settings.data_dir),
-            topic_partitions=n,
-            consumer_auto_offset_reset="earliest",
-            producer_acks=-1,
-            broker_session_timeout=settings.session_timeout_s,
-            broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
-            broker_rebalance_timeout=max(30.0, settings.session_timeout_s * 3),
-            web_enabled=True,
-            web_bind=settings.web_host,
-            web_port=settings.web_port,
-            web_in_thread=False,
-            loghandlers=[],
-        )
+        self.app = faust_app(settings)
         app = self.app
-        without_producer_yields(app)
         self.transfers_topic = app.topic(t.transfers, partitions=n, **RAW)
         self.account_state_topic = app.topic(t.consents, t.rights, **RAW)
         self.recipients_topic = app.topic(t.recipients, partitions=1, **RAW)
