@@ -90,19 +90,27 @@ def without_producer_yields(app: Any) -> None:
     app.maybe_start_producer = running_producer
 
 
-def table_put(table: Any, partition: int, key: str, value: bytes | None) -> Any:
+async def table_put(table: Any, partition: int, key: str, value: bytes | None) -> Any:
     """Write ``key`` locally and to the changelog partition ``partition``; returns the
-    changelog record's future (done when the broker acknowledged it).
+    changelog record's future (done when the broker acknowledged it, raising if the
+    write failed).
 
     Faust infers the changelog partition from the event being processed, which is
     ambiguous in a batch; writing it explicitly keeps each entry in the partition of the
-    event that caused it, so it recovers on the worker that owns that partition.
+    event that caused it, so it recovers on the worker that owns that partition. The
+    record goes straight to the producer, keyed as Faust keys the table's changelog,
+    rather than through ``Table.send_changelog``, whose records wait in a buffer drained
+    by a background task: the guard waits for these acknowledgements before it publishes
+    a decision, and wants nothing between its write and the producer.
     """
     if value is None:
         table.data.pop(key, None)
     else:
         table.data[key] = value
-    return table.send_changelog(partition, key, value)
+    changelog = table.changelog_topic
+    raw_key, _ = changelog.prepare_key(key, table.key_serializer)
+    producer = await table.app.maybe_start_producer()
+    return await producer.send(changelog.get_topic_name(), raw_key, value, partition, None, None)
 
 
 class TableStateView:

@@ -30,6 +30,7 @@ acknowledged; records Faust skipped are read back and processed (see docs/orderi
 import asyncio
 import json
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -88,6 +89,7 @@ RAW: dict[str, Any] = {
     "value_serializer": "raw",
 }
 FACTS_HEADER = "guard.facts"
+ACK_PATIENCE_S = 10.0
 
 
 def faust_app(settings: GuardSettings) -> faust.App:
@@ -145,6 +147,7 @@ class GuardWorker:
         self.gate = CommitGate()
         self.reader = RangeReader(settings.bootstrap_servers)
         self.started = False
+        self._dump_installed = False
         t = settings.topics
         n = settings.account_partitions
         self.app = faust_app(settings)
@@ -216,8 +219,8 @@ class GuardWorker:
                 message = event.message
                 decoded = await self._decode(message, accepted, outputs)
                 if decoded is not None and decoded.event_id not in seen:
-                    outputs.append(self._apply(decoded, message.partition))
-                    outputs.append(table_put(seen, message.partition, decoded.event_id, b"1"))
+                    outputs.append(await self._apply(decoded, message.partition))
+                    outputs.append(await table_put(seen, message.partition, decoded.event_id, b"1"))
                     outputs.append(
                         await self._send_audit(decoded, None, header_list(message.headers))
                     )
@@ -231,7 +234,7 @@ class GuardWorker:
         async for event in stream.events():
             await self._gated([event], apply, wait=False)
 
-    def _apply(self, event: GovernanceEvent, partition: int) -> Any:
+    async def _apply(self, event: GovernanceEvent, partition: int) -> Any:
         change = state_change(event)
         table = self.tables[change.table]
         raw = table.get(change.key)
@@ -239,7 +242,7 @@ class GuardWorker:
         record = change.advance(current)
         value = None if record is None else encode_state(record)
         # The global recipients table has one partition, like its topic.
-        future: Any = table_put(table, partition, change.key, value)
+        future: Any = await table_put(table, partition, change.key, value)
         return future
 
     # --- transfers ------------------------------------------------------------------------
@@ -335,13 +338,36 @@ class GuardWorker:
             )
         outputs = await process(ordered)
         if wait and outputs:
-            await asyncio.gather(*outputs)
+            await self._acknowledged(outputs)
             outputs = []
         if self.app.consumer_generation_id != generation:
             return  # a rebalance meanwhile: the new generation tracks from its own start
         for tp, tp_offsets in offsets.items():
             if self.gate.tracking(tp):
                 self.gate.processed(tp, tp_offsets, outputs, read_back[tp])
+
+    async def _acknowledged(self, futures: Sequence[Any]) -> None:
+        """Wait until the broker acknowledged every record in ``futures``; raise the first
+        failure. Every ``ACK_PATIENCE_S`` without progress, flush the producer and say so
+        in the log (with a dump of the worker's tasks after a minute): a worker that
+        waits is visible, and a record stuck in a buffer is pushed out."""
+        pending = {f for f in futures if not f.done()}
+        waited = 0.0
+        while pending:
+            _, still = await asyncio.wait(pending, timeout=ACK_PATIENCE_S)
+            if still:
+                waited += ACK_PATIENCE_S
+                log.warning(
+                    "%d output(s) not acknowledged after %.0f s; flushing the producer",
+                    len(still),
+                    waited,
+                )
+                if waited >= 60:
+                    _dump_tasks()
+                await self.app.producer.flush()
+            pending = still
+        for future in futures:
+            future.result()
 
     async def _decide_batch(self, batch: Sequence[Any]) -> list[Any]:
         outputs: list[Any] = []
@@ -378,7 +404,7 @@ class GuardWorker:
             else:
                 decision = self._evaluate(transfer, partial(gather_facts, transfer, self.view))
             writes.append(
-                table_put(
+                await table_put(
                     self.decisions, item.partition, transfer.event_id, encode_decision(decision)
                 )
             )
@@ -484,7 +510,7 @@ class GuardWorker:
                 order = self.view.order(decision.order_ref)
                 assert order is not None
                 writes.append(
-                    table_put(
+                    await table_put(
                         self.tables[StateTable.ORDERS],
                         0,
                         decision.order_ref,
@@ -492,7 +518,9 @@ class GuardWorker:
                     )
                 )
             writes.append(
-                table_put(self.order_decisions, 0, transfer.event_id, encode_decision(decision))
+                await table_put(
+                    self.order_decisions, 0, transfer.event_id, encode_decision(decision)
+                )
             )
             decided.append((item, decision, False))
         return outputs + await self._publish(decided, writes)
@@ -525,7 +553,7 @@ class GuardWorker:
         publish, route and audit each decision; returns the futures of those records."""
         if not decided:
             return writes
-        await asyncio.gather(*writes)
+        await self._acknowledged(writes)
         outputs: list[Any] = []
         t = self.out
         for item, decision, duplicate in decided:
@@ -657,6 +685,9 @@ class GuardWorker:
         consumer._sharing_guard_gated = True
 
     async def _measure_lag(self) -> None:
+        if not self._dump_installed:
+            self._dump_installed = True
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
         consumer = self.app.consumer
         for tp in list(consumer.assignment()):
             position = await consumer.position(tp)
@@ -693,6 +724,24 @@ class GuardWorker:
         async def metrics(web: Any, request: Any) -> Any:
             # aiohttp refuses a charset inside content_type; Prometheus reads text/plain.
             return web.bytes(generate_latest(REGISTRY), content_type="text/plain")
+
+
+def _dump_tasks() -> None:
+    """Log where every asyncio task of the worker waits (``kill -USR1 <pid>``): for
+    diagnosing a worker that runs but makes no progress. Follows each task's chain of
+    awaited coroutines and async generators down to the innermost one."""
+    for task in asyncio.all_tasks():
+        frames: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None and len(frames) < 40:
+            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+            if frame is not None:
+                frames.append(
+                    f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} "
+                    f"{frame.f_code.co_name}"
+                )
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+        log.warning("task %s waits at: %s", task.get_name(), " -> ".join(frames))
 
 
 def _faust_tp(tp: Partition) -> Any:
