@@ -19,6 +19,20 @@ from aiokafka.structs import TopicPartition
 from sharing_guard.stream.catchup import Partition
 
 
+async def _groupless_consumer(bootstrap: list[str]) -> AIOKafkaConsumer:
+    """A started aiokafka consumer outside any group, committing nothing: it only answers
+    offset requests and reads partitions it is told to."""
+    client = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        group_id=None,
+        isolation_level="read_uncommitted",
+        auto_offset_reset="earliest",
+    )
+    await client.start()
+    return client
+
+
 class EndOffsets:
     """Reads the current end offset (high watermark) of partitions; starts on first use."""
 
@@ -30,14 +44,7 @@ class EndOffsets:
     async def _started(self) -> AIOKafkaConsumer:
         async with self._lock:
             if self._client is None:
-                client = AIOKafkaConsumer(
-                    bootstrap_servers=self._bootstrap,
-                    enable_auto_commit=False,
-                    group_id=None,
-                    isolation_level="read_uncommitted",
-                )
-                await client.start()
-                self._client = client
+                self._client = await _groupless_consumer(self._bootstrap)
             return self._client
 
     async def __call__(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
@@ -87,14 +94,7 @@ class RangeReader:
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._client is None:
-            client = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
-                enable_auto_commit=False,
-                group_id=None,
-                auto_offset_reset="earliest",
-            )
-            await client.start()
-            self._client = client
+            self._client = await _groupless_consumer(self._bootstrap)
         return self._client
 
     async def resume_offset(self, group_id: str, tp: Partition) -> int:
