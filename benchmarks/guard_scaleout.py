@@ -79,6 +79,8 @@ def one_run(bootstrap: str, workers: int, partitions: int, load: Any, timeout_s:
         while not wanted <= seen_at.keys():
             if time.monotonic() > deadline:
                 missing = len(wanted - seen_at.keys())
+                for proc in procs:
+                    proc.diagnose()  # the flow state goes into the kept log
                 raise SystemExit(f"{missing} of {len(wanted)} transfers not decided; logs in {tmp}")
             reader.poll()
             now = time.monotonic()

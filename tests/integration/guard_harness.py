@@ -14,7 +14,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,19 @@ class GuardProcess:
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
 
+    def diagnose(self) -> str:
+        """Ask the worker to log its tasks and flow state (SIGUSR1); its log's end."""
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(3)
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        interesting = [
+            line
+            for line in text.splitlines()
+            if "flow:" in line or "read back" in line or "not acknowledged" in line
+        ]
+        return f"--- {self.log.name}: ---\n" + "\n".join(interesting[-80:]) + "\n" + text[-4000:]
+
     def kill(self) -> None:
         if self.process and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
@@ -142,6 +156,15 @@ class GuardProcess:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+@contextmanager
+def diagnosed(*workers: GuardProcess) -> Iterator[None]:
+    """On a failed assertion, add each live worker's flow state and log to the message."""
+    try:
+        yield
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n" + "\n".join(w.diagnose() for w in workers)) from exc
 
 
 class TopicReader:

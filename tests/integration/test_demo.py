@@ -143,7 +143,13 @@ def test_ctrl_c_stops_everything_it_started(kafka_bootstrap: str) -> None:
         time.sleep(5)
         assert processes_of(run_id), "the demo's processes should be running now"
         os.killpg(process.pid, signal.SIGINT)
-        rest, _ = process.communicate(timeout=120)
+        try:
+            rest, _ = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            late, _ = process.communicate()  # all it printed after ``lines``
+            printed = "".join(lines) + (late or "")
+            raise AssertionError(f"the demo did not stop within 120 s:\n{printed[-6000:]}")
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

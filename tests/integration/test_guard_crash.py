@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from guard_harness import DecisionReader, GuardProcess, fresh_topics, guard_env
+from guard_harness import DecisionReader, GuardProcess, diagnosed, fresh_topics, guard_env
 from sharing_guard.client import TransferClient
 from sharing_guard.contract import (
     ConsentChanged,
@@ -184,7 +184,8 @@ def test_a_worker_killed_mid_stream_loses_and_duplicates_nothing(
         # After expiry: what a supervisor restarting a crashed pod typically does.
         time.sleep(restart_after_s)
         worker = start(env, tmp_path / "w2.log")
-        check(stream, reader)
+        with diagnosed(worker):
+            check(stream, reader)
         probes = [
             t.model_copy(
                 update={
@@ -227,7 +228,8 @@ def test_two_workers_share_partitions_and_keep_quota_and_ordering(
             time.sleep(0.5)
         stream = transfers(4_000, seed=5, prefix="two")
         publish(client, stream)
-        check(stream, reader)
+        with diagnosed(first, second):
+            check(stream, reader)
         rounds = ACCOUNTS[:60]
         for account in rounds:
             client.publish(

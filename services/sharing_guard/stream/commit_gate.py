@@ -13,7 +13,9 @@ changelog writes, decisions, audit records). The offset it reports as committabl
 passes a record that was not processed, or whose outputs the broker has not acknowledged,
 or a hole: a record that arrived at an offset above the expected one reports the hole,
 which the worker reads back from the broker and processes first (a hole can also be real:
-compaction and transaction markers leave offsets empty).
+compaction and transaction markers leave offsets empty). A hole with nothing after it
+(Faust fetched the rest of a partition and delivered none of it) is found by the worker's
+sweep, which compares the consumer's position with the expected offset.
 
 Only bookkeeping here: no I/O, no clock. The worker decides what to read and when.
 """
@@ -57,6 +59,10 @@ class CommitGate:
     def tracking(self, tp: Partition) -> bool:
         """Whether the expected offset of ``tp`` is known (see :meth:`start`)."""
         return tp in self._expected
+
+    def expected(self, tp: Partition) -> int:
+        """The next offset of ``tp`` to process: every record below it was processed."""
+        return self._expected[tp]
 
     def start(self, tp: Partition, offset: int) -> None:
         """Begin tracking ``tp`` at ``offset``: the committed offset the consumer resumed

@@ -32,7 +32,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -60,6 +60,7 @@ from sharing_guard.core.engine import Facts, evaluate, gather_facts, guard_error
 from sharing_guard.core.policy import Policy
 from sharing_guard.core.state import StateTable, state_change, with_disclosure
 from sharing_guard.settings import GuardSettings
+from sharing_guard.stream import diagnostics
 from sharing_guard.stream.catchup import CatchUp, Partition
 from sharing_guard.stream.commit_gate import CommitGate, Span
 from sharing_guard.stream.end_offsets import EndOffsets, RangeReader
@@ -90,6 +91,8 @@ RAW: dict[str, Any] = {
 }
 FACTS_HEADER = "guard.facts"
 ACK_PATIENCE_S = 10.0
+SWEEP_INTERVAL_S = 2.0
+"""How often a worker looks for records Faust fetched but did not deliver (``_sweep``)."""
 
 
 def faust_app(settings: GuardSettings) -> faust.App:
@@ -126,6 +129,20 @@ class Pending:
     headers: Headers
     partition: int
     timestamp_ms: float | None
+
+
+Process = Callable[[Sequence[Any]], Awaitable[list[Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """How the records of a gated input topic are processed: by ``process``, one call at
+    a time under ``lock`` (the agent's own calls and the sweep's), and, with ``wait``,
+    only done once every output is acknowledged."""
+
+    process: Process
+    wait: bool
+    lock: asyncio.Lock
 
 
 class GuardWorker:
@@ -189,30 +206,58 @@ class GuardWorker:
         app.agent(self.order_requests_topic, name="order-requests")(self._order_requests)
         app.on_partitions_revoked.connect(self._on_revoked)  # type: ignore[arg-type]
         app.on_partitions_assigned.connect(self._on_assigned)  # type: ignore[arg-type]
-        self.gated_topics = frozenset(
-            {t.transfers, t.consents, t.rights, t.recipients, t.orders, t.order_requests}
+        account = Lane(
+            self._state_applier((ConsentChanged, SubjectRightsChanged), self.account_seen),
+            wait=False,
+            lock=asyncio.Lock(),
         )
+        self.lanes: dict[str, Lane] = {
+            t.consents: account,
+            t.rights: account,
+            t.recipients: Lane(
+                self._state_applier(
+                    (RecipientRegistered, RecipientDeregistered), self.recipients_seen
+                ),
+                wait=False,
+                lock=asyncio.Lock(),
+            ),
+            t.orders: Lane(
+                self._state_applier(
+                    (OrderRegistered, OrderApproved, OrderRevoked), self.orders_seen
+                ),
+                wait=False,
+                lock=asyncio.Lock(),
+            ),
+            t.transfers: Lane(self._decide_batch, wait=True, lock=asyncio.Lock()),
+            t.order_requests: Lane(self._decide_order_batch, wait=True, lock=asyncio.Lock()),
+        }
+        self._swept: dict[Partition, int] = {}
         app.timer(interval=5.0)(self._measure_lag)
+        app.timer(interval=SWEEP_INTERVAL_S)(self._sweep)
         self._add_web_views()
 
     # --- state agents -------------------------------------------------------------------
 
     async def _account_state(self, stream: Any) -> None:
-        await self._consume_state(stream, (ConsentChanged, SubjectRightsChanged), self.account_seen)
+        await self._consume_state(stream, self.settings.topics.consents)
 
     async def _recipients_state(self, stream: Any) -> None:
-        await self._consume_state(
-            stream, (RecipientRegistered, RecipientDeregistered), self.recipients_seen
-        )
+        await self._consume_state(stream, self.settings.topics.recipients)
 
     async def _orders_state(self, stream: Any) -> None:
-        await self._consume_state(
-            stream, (OrderRegistered, OrderApproved, OrderRevoked), self.orders_seen
-        )
+        await self._consume_state(stream, self.settings.topics.orders)
 
-    async def _consume_state(
-        self, stream: Any, accepted: tuple[type[EventBase], ...], seen: Any
-    ) -> None:
+    async def _consume_state(self, stream: Any, topic: str) -> None:
+        # State records are applied one by one as they come; their offsets become
+        # committable once their outputs are acknowledged (no waiting here).
+        lane = self.lanes[topic]
+        async for event in stream.events():
+            await self._gated([event], lane)
+
+    def _state_applier(self, accepted: tuple[type[EventBase], ...], seen: Any) -> Process:
+        """What applies state records of the ``accepted`` types (once each, by event id
+        in ``seen``), advancing the catch-up position of their partitions."""
+
         async def apply(events: Sequence[Any]) -> list[Any]:
             outputs: list[Any] = []
             for event in events:
@@ -229,10 +274,7 @@ class GuardWorker:
                 )
             return outputs
 
-        # State records are applied one by one as they come; their offsets become
-        # committable once their outputs are acknowledged (no waiting here).
-        async for event in stream.events():
-            await self._gated([event], apply, wait=False)
+        return apply
 
     async def _apply(self, event: GovernanceEvent, partition: int) -> Any:
         change = state_change(event)
@@ -248,11 +290,9 @@ class GuardWorker:
     # --- transfers ------------------------------------------------------------------------
 
     async def _transfers(self, stream: Any) -> None:
-        await self._in_batches(stream, self._decide_batch)
+        await self._in_batches(stream, self.lanes[self.settings.topics.transfers])
 
-    async def _in_batches(
-        self, stream: Any, decide: Callable[[Sequence[Any]], Awaitable[list[Any]]]
-    ) -> None:
+    async def _in_batches(self, stream: Any, lane: Lane) -> None:
         """Decide batches of events and acknowledge each batch only once its effects are
         durable. ``take_events`` acknowledges a batch even when a rebalance interrupts it
         (its events would then be lost); ``noack_take`` leaves that to us.
@@ -260,91 +300,150 @@ class GuardWorker:
         async for batch in stream.noack_take(
             self.settings.batch_max, within=self.settings.batch_within_s
         ):
-            await self._gated(batch, decide, wait=True)
+            await self._gated(batch, lane)
             for event in batch:
                 await stream.ack(event)
 
     async def _gated(
-        self,
-        events: Sequence[Any],
-        process: Callable[[Sequence[Any]], Awaitable[list[Any]]],
-        wait: bool,
+        self, events: Sequence[Any], lane: Lane, upto: Mapping[Partition, int] | None = None
     ) -> None:
-        """Process ``events`` through the commit gate: first read back from the broker any
-        record Faust did not deliver before them, then process all in offset order; with
-        ``wait``, return only once every output is acknowledged (raising if one failed).
+        """Process ``events`` through the commit gate, under the lane's lock: first read
+        back from the broker any record Faust did not deliver before them (and, for the
+        partitions in ``upto``, every record up to the offset given), then process all in
+        offset order; with ``lane.wait``, return only once every output is acknowledged
+        (raising if one failed).
 
-        Events fetched in an earlier rebalance generation are dropped unprocessed: their
+        Events of an earlier rebalance generation are dropped unprocessed: their
         partition's tables may be recovering or gone to another worker, and the consumer
-        delivers them again from the committed offset, which never passed them.
+        delivers them again from the committed offset, which never passed them. Events
+        below the offset the gate expects next were processed already (read back by the
+        sweep): they are dropped too.
         """
-        generation = self.app.consumer_generation_id
-        current = [e for e in events if e.message.generation_id == generation]
-        if len(current) < len(events):
-            log.info("dropped %d record(s) of an earlier generation", len(events) - len(current))
-        if not current:
-            return
-        offsets: dict[Partition, list[int]] = {}
-        for event in current:
-            message = event.message
-            offsets.setdefault(Partition(message.topic, message.partition), []).append(
-                message.offset
-            )
-        read_back: dict[Partition, list[Span]] = {}
-        extra: list[Any] = []
-        timeout = self.settings.catch_up_timeout_s
-        for tp, tp_offsets in offsets.items():
-            read_back[tp] = []
-            if not self.gate.tracking(tp):
-                try:
-                    start = await asyncio.wait_for(
-                        self.reader.resume_offset(self.app.conf.id, tp), timeout
-                    )
-                except Exception:  # untracked, nothing of ``tp`` is committed; next batch retries
-                    log.exception("could not read where %s/%d resumes", tp.topic, tp.partition)
-                    continue
-                self.gate.start(tp, start)
-            for hole in self.gate.holes(tp, tp_offsets):
-                try:
-                    records = await asyncio.wait_for(
-                        self.reader.read(tp, hole.first, hole.end, timeout), 2 * timeout
-                    )
-                except Exception:  # the commit waits at the hole; the next batch retries
-                    log.exception(
-                        "could not read back %s/%d at offsets %d..%d",
-                        tp.topic,
-                        tp.partition,
-                        hole.first,
-                        hole.end - 1,
-                    )
-                    break
-                log.warning(
-                    "read back %d record(s) of %s/%d at offsets %d..%d not delivered by Faust",
-                    len(records),
-                    tp.topic,
-                    tp.partition,
-                    hole.first,
-                    hole.end - 1,
+        async with lane.lock:
+            generation = self.app.consumer_generation_id
+            current = [e for e in events if e.message.generation_id == generation]
+            if len(current) < len(events):
+                log.info(
+                    "dropped %d record(s) of an earlier generation", len(events) - len(current)
                 )
-                self.telemetry.read_back.add(len(records), {"topic": tp.topic})
-                extra.extend(records)
-                tp_offsets.extend(r.message.offset for r in records)
-                read_back[tp].append(hole)
-        ordered = current
-        if extra:
-            ordered = sorted(
-                [*extra, *current],
-                key=lambda e: (e.message.topic, e.message.partition, e.message.offset),
+            offsets: dict[Partition, list[int]] = {tp: [] for tp in upto or {}}
+            for event in current:
+                message = event.message
+                offsets.setdefault(Partition(message.topic, message.partition), [])
+            timeout = self.settings.catch_up_timeout_s
+            for tp in list(offsets):
+                if not self.gate.tracking(tp):
+                    try:
+                        start = await asyncio.wait_for(
+                            self.reader.resume_offset(self.app.conf.id, tp), timeout
+                        )
+                    except Exception:  # untracked, nothing of ``tp`` is committed; retried
+                        log.exception("could not read where %s/%d resumes", tp.topic, tp.partition)
+                        continue
+                    self.gate.start(tp, start)
+            fresh = []
+            for event in current:
+                message = event.message
+                tp = Partition(message.topic, message.partition)
+                if self.gate.tracking(tp) and message.offset < self.gate.expected(tp):
+                    continue
+                fresh.append(event)
+                offsets[tp].append(message.offset)
+            if len(fresh) < len(current):
+                log.info("dropped %d record(s) processed already", len(current) - len(fresh))
+            read_back: dict[Partition, list[Span]] = {}
+            extra: list[Any] = []
+            for tp, tp_offsets in offsets.items():
+                read_back[tp] = []
+                if not self.gate.tracking(tp):
+                    continue
+                reach = [*tp_offsets, *([upto[tp]] if upto and tp in upto else [])]
+                for hole in self.gate.holes(tp, reach):
+                    records = await self._read_back(tp, hole)
+                    if records is None:
+                        break  # the commit waits at the hole; the next batch or sweep retries
+                    extra.extend(records)
+                    tp_offsets.extend(r.message.offset for r in records)
+                    read_back[tp].append(hole)
+            if not fresh and not extra:
+                return
+            ordered = fresh
+            if extra:
+                ordered = sorted(
+                    [*extra, *fresh],
+                    key=lambda e: (e.message.topic, e.message.partition, e.message.offset),
+                )
+            outputs = await lane.process(ordered)
+            if lane.wait and outputs:
+                await self._acknowledged(outputs)
+                outputs = []
+            if self.app.consumer_generation_id != generation:
+                return  # a rebalance meanwhile: the new generation tracks from its own start
+            for tp, tp_offsets in offsets.items():
+                if self.gate.tracking(tp):
+                    self.gate.processed(tp, tp_offsets, outputs, read_back[tp])
+
+    async def _read_back(self, tp: Partition, hole: Span) -> list[Any] | None:
+        """The records of ``tp`` in ``hole``, read from the broker; ``None`` (logged) when
+        they cannot be read now."""
+        timeout = self.settings.catch_up_timeout_s
+        try:
+            records: list[Any] = await asyncio.wait_for(
+                self.reader.read(tp, hole.first, hole.end, timeout), 2 * timeout
             )
-        outputs = await process(ordered)
-        if wait and outputs:
-            await self._acknowledged(outputs)
-            outputs = []
-        if self.app.consumer_generation_id != generation:
-            return  # a rebalance meanwhile: the new generation tracks from its own start
-        for tp, tp_offsets in offsets.items():
-            if self.gate.tracking(tp):
-                self.gate.processed(tp, tp_offsets, outputs, read_back[tp])
+        except Exception:
+            log.exception(
+                "could not read back %s/%d at offsets %d..%d",
+                tp.topic,
+                tp.partition,
+                hole.first,
+                hole.end - 1,
+            )
+            return None
+        log.warning(
+            "read back %d record(s) of %s/%d at offsets %d..%d not delivered by Faust",
+            len(records),
+            tp.topic,
+            tp.partition,
+            hole.first,
+            hole.end - 1,
+        )
+        self.telemetry.read_back.add(len(records), {"topic": tp.topic})
+        return records
+
+    async def _sweep(self) -> None:
+        """Find records Faust fetched but never delivered, with nothing after them to
+        reveal the hole: a gated partition whose consumer position is past the offset the
+        gate expects next, while that offset has not moved since the previous sweep. Those
+        records are read back and processed (each lane in its own task, so a transfer
+        batch waiting for account state does not hold up the sweep of that state)."""
+        if self.app.rebalancing or not self.app.started:
+            return
+        consumer = self.app.consumer
+        stale: dict[str, dict[Partition, int]] = {}
+        assigned = [tp for tp in consumer.assignment() if tp.topic in self.lanes]
+        for faust_tp in assigned:
+            tp = Partition(faust_tp.topic, faust_tp.partition)
+            try:
+                position = await asyncio.wait_for(consumer.position(faust_tp), 1.0)
+            except Exception:  # a rebalance or reset under way; the next sweep looks again
+                return
+            mark = self.gate.expected(tp) if self.gate.tracking(tp) else -1
+            if position is not None and position > mark and self._swept.get(tp) == mark:
+                stale.setdefault(tp.topic, {})[tp] = position
+            self._swept[tp] = mark
+        by_lane: dict[int, tuple[Lane, dict[Partition, int]]] = {}
+        for topic, ends in stale.items():
+            lane = self.lanes[topic]
+            by_lane.setdefault(id(lane), (lane, {}))[1].update(ends)
+            log.info(
+                "sweep: reading back undelivered records of %s",
+                ", ".join(f"{tp.topic}/{tp.partition} up to {end}" for tp, end in ends.items()),
+            )
+        if by_lane:
+            await asyncio.gather(
+                *(self._gated([], lane, upto=ends) for lane, ends in by_lane.values())
+            )
 
     async def _acknowledged(self, futures: Sequence[Any]) -> None:
         """Wait until the broker acknowledged every record in ``futures``; raise the first
@@ -363,7 +462,7 @@ class GuardWorker:
                     waited,
                 )
                 if waited >= 60:
-                    _dump_tasks()
+                    diagnostics.dump(self.app)
                 await self.app.producer.flush()
             pending = still
         for future in futures:
@@ -485,7 +584,7 @@ class GuardWorker:
     # --- orders ---------------------------------------------------------------------------
 
     async def _order_requests(self, stream: Any) -> None:
-        await self._in_batches(stream, self._decide_order_batch)
+        await self._in_batches(stream, self.lanes[self.settings.topics.order_requests])
 
     async def _decide_order_batch(self, batch: Sequence[Any]) -> list[Any]:
         outputs: list[Any] = []
@@ -661,17 +760,22 @@ class GuardWorker:
         tps = [Partition(tp.topic, tp.partition) for tp in revoked]
         self.catchup.forget(tps)
         self.gate.forget(tps)
+        for tp in tps:
+            self._swept.pop(tp, None)
 
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         """Gate the consumer's commits (once), and restart tracking of the assigned
         partitions from the offsets the consumer resumes them at."""
         assigned = kwargs.get("assigned", args[0] if args else ())
-        self.gate.forget(Partition(tp.topic, tp.partition) for tp in assigned)
+        tps = [Partition(tp.topic, tp.partition) for tp in assigned]
+        self.gate.forget(tps)
+        for tp in tps:
+            self._swept.pop(tp, None)
         consumer: Any = self.app.consumer
         if getattr(consumer, "_sharing_guard_gated", False):
             return
         faust_new_offset = consumer._new_offset
-        gate, gated = self.gate, self.gated_topics
+        gate, gated = self.gate, frozenset(self.lanes)
 
         def new_offset(tp: Any) -> int | None:
             if tp.topic not in gated:
@@ -687,7 +791,9 @@ class GuardWorker:
     async def _measure_lag(self) -> None:
         if not self._dump_installed:
             self._dump_installed = True
-            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_tasks)
+            asyncio.get_running_loop().add_signal_handler(
+                signal.SIGUSR1, diagnostics.dump, self.app
+            )
         consumer = self.app.consumer
         for tp in list(consumer.assignment()):
             position = await consumer.position(tp)
@@ -724,24 +830,6 @@ class GuardWorker:
         async def metrics(web: Any, request: Any) -> Any:
             # aiohttp refuses a charset inside content_type; Prometheus reads text/plain.
             return web.bytes(generate_latest(REGISTRY), content_type="text/plain")
-
-
-def _dump_tasks() -> None:
-    """Log where every asyncio task of the worker waits (``kill -USR1 <pid>``): for
-    diagnosing a worker that runs but makes no progress. Follows each task's chain of
-    awaited coroutines and async generators down to the innermost one."""
-    for task in asyncio.all_tasks():
-        frames: list[str] = []
-        awaited: Any = task.get_coro()
-        while awaited is not None and len(frames) < 40:
-            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
-            if frame is not None:
-                frames.append(
-                    f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} "
-                    f"{frame.f_code.co_name}"
-                )
-            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
-        log.warning("task %s waits at: %s", task.get_name(), " -> ".join(frames))
 
 
 def _faust_tp(tp: Partition) -> Any:
