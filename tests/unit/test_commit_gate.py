@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 from sharing_guard.stream.catchup import Partition
-from sharing_guard.stream.commit_gate import CommitGate, Span
+from sharing_guard.stream.commit_gate import CommitGate, Span, Sweep
 
 TP = Partition("sharing.transfers.requested", 3)
 
@@ -146,3 +146,51 @@ def test_the_committed_offset_never_passes_an_unprocessed_record(
         processed = {o for offsets, _ in pending for o in offsets}
         assert processed == set(range(max(delivered) + 1))
         assert gate.committable(TP) == max(delivered) + 1
+
+
+def test_the_sweep_reads_back_a_tail_that_no_later_record_reveals() -> None:
+    """The consumer fetched up to 1,664 and nothing arrived: stale on the second look."""
+    sweep = Sweep()
+    assert not sweep.stale(TP, 1_664, 900)  # a first look proves nothing: it may be in flight
+    assert sweep.stale(TP, 1_664, 900)
+
+
+def test_the_sweep_leaves_a_partition_alone_while_it_progresses_or_is_done() -> None:
+    sweep = Sweep()
+    assert not sweep.stale(TP, 1_664, 900)
+    assert not sweep.stale(TP, 1_700, 1_000)  # the gate moved: records are flowing
+    assert not sweep.stale(TP, 1_700, 1_700)  # everything fetched was processed
+    assert not sweep.stale(TP, 1_700, 1_700)
+    assert not sweep.stale(TP, None, 1_700)  # no position known (a reset under way)
+
+
+def test_the_sweep_covers_a_partition_nothing_was_delivered_from() -> None:
+    sweep = Sweep()
+    assert not sweep.stale(TP, 12, None)
+    assert sweep.stale(TP, 12, None)
+
+
+def test_a_rebalance_restarts_the_sweeps_observation() -> None:
+    sweep = Sweep()
+    sweep.stale(TP, 50, 10)
+    sweep.forget([TP])
+    assert not sweep.stale(TP, 50, 10)
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 100), st.one_of(st.none(), st.integers(0, 100))),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_the_sweep_is_stale_only_when_behind_and_unmoved(
+    looks: list[tuple[int, int | None]],
+) -> None:
+    sweep = Sweep()
+    previous: int | None = None
+    for i, (position, expected) in enumerate(looks):
+        mark = -1 if expected is None else expected
+        stale = sweep.stale(TP, position, expected)
+        assert stale == (i > 0 and position > mark and previous == mark)
+        previous = mark

@@ -128,3 +128,25 @@ class CommitGate:
                 if output.done() and not output.cancelled() and output.exception() is not None:
                     return output.exception()
         return None
+
+
+class Sweep:
+    """Partitions whose undelivered records nothing will reveal: the consumer fetched past
+    the offset the gate expects next (``position > expected``) and that offset has not
+    moved since the previous observation. An untracked partition counts as expecting
+    offset -1 (nothing delivered yet in this generation)."""
+
+    def __init__(self) -> None:
+        self._marks: dict[Partition, int] = {}
+
+    def stale(self, tp: Partition, position: int | None, expected: int | None) -> bool:
+        """Observe ``tp``; whether its records up to ``position`` should be read back."""
+        mark = -1 if expected is None else expected
+        found = position is not None and position > mark and self._marks.get(tp) == mark
+        self._marks[tp] = mark
+        return found
+
+    def forget(self, tps: Iterable[Partition]) -> None:
+        """Start afresh for partitions assigned or revoked (a rebalance)."""
+        for tp in tps:
+            self._marks.pop(tp, None)

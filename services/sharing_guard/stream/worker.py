@@ -62,7 +62,7 @@ from sharing_guard.core.state import StateTable, state_change, with_disclosure
 from sharing_guard.settings import GuardSettings
 from sharing_guard.stream import diagnostics
 from sharing_guard.stream.catchup import CatchUp, Partition
-from sharing_guard.stream.commit_gate import CommitGate, Span
+from sharing_guard.stream.commit_gate import CommitGate, Span, Sweep
 from sharing_guard.stream.end_offsets import EndOffsets, RangeReader
 from sharing_guard.stream.kafka_io import (
     Headers,
@@ -231,7 +231,7 @@ class GuardWorker:
             t.transfers: Lane(self._decide_batch, wait=True, lock=asyncio.Lock()),
             t.order_requests: Lane(self._decide_order_batch, wait=True, lock=asyncio.Lock()),
         }
-        self._swept: dict[Partition, int] = {}
+        self.sweep = Sweep()
         app.timer(interval=5.0)(self._measure_lag)
         app.timer(interval=SWEEP_INTERVAL_S)(self._sweep)
         self._add_web_views()
@@ -428,10 +428,10 @@ class GuardWorker:
                 position = await asyncio.wait_for(consumer.position(faust_tp), 1.0)
             except Exception:  # a rebalance or reset under way; the next sweep looks again
                 return
-            mark = self.gate.expected(tp) if self.gate.tracking(tp) else -1
-            if position is not None and position > mark and self._swept.get(tp) == mark:
+            expected = self.gate.expected(tp) if self.gate.tracking(tp) else None
+            if self.sweep.stale(tp, position, expected):
+                assert position is not None
                 stale.setdefault(tp.topic, {})[tp] = position
-            self._swept[tp] = mark
         by_lane: dict[int, tuple[Lane, dict[Partition, int]]] = {}
         for topic, ends in stale.items():
             lane = self.lanes[topic]
@@ -760,8 +760,7 @@ class GuardWorker:
         tps = [Partition(tp.topic, tp.partition) for tp in revoked]
         self.catchup.forget(tps)
         self.gate.forget(tps)
-        for tp in tps:
-            self._swept.pop(tp, None)
+        self.sweep.forget(tps)
 
     async def _on_assigned(self, sender: Any, *args: Any, **kwargs: Any) -> None:
         """Gate the consumer's commits (once), and restart tracking of the assigned
@@ -769,8 +768,7 @@ class GuardWorker:
         assigned = kwargs.get("assigned", args[0] if args else ())
         tps = [Partition(tp.topic, tp.partition) for tp in assigned]
         self.gate.forget(tps)
-        for tp in tps:
-            self._swept.pop(tp, None)
+        self.sweep.forget(tps)
         consumer: Any = self.app.consumer
         if getattr(consumer, "_sharing_guard_gated", False):
             return
