@@ -149,7 +149,9 @@ def test_ctrl_c_stops_everything_it_started(kafka_bootstrap: str) -> None:
             os.killpg(process.pid, signal.SIGKILL)
             late, _ = process.communicate()  # all it printed after ``lines``
             printed = "".join(lines) + (late or "")
-            raise AssertionError(f"the demo did not stop within 120 s:\n{printed[-6000:]}")
+            raise AssertionError(
+                f"the demo did not stop within 120 s:\n{printed[-6000:]}"
+            ) from None
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

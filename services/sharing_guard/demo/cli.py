@@ -13,6 +13,7 @@ sending failed, or a story step was decided otherwise than expected; 2 on bad ar
 """
 
 import argparse
+import faulthandler
 import os
 import shutil
 import signal
@@ -42,6 +43,8 @@ from sharing_guard.policy_file import load_policy
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 DRAIN_S = 10.0
 """After the traffic stops, how long to wait for the decisions still in flight."""
+STOP_DIAGNOSIS_S = 75.0
+"""After a stop signal, when to print every thread's stack if the demo is still running."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -107,6 +110,8 @@ class _Signals:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received is None:
             self.received = signal.Signals(signum).name
+            # A stop takes seconds; should it hang, say where every thread is.
+            faulthandler.dump_traceback_later(STOP_DIAGNOSIS_S, exit=False)
         self.stop.set()
 
 
@@ -164,6 +169,7 @@ class Demo:
             self.problems.append(text if text.startswith(name) else f"{name}: {text}")
         finally:
             snap = self._finish(snap)
+            faulthandler.cancel_dump_traceback_later()
         if self.traffic is not None and self.traffic.started:
             self.write(render_summary(snap, self.info) + "\n")
         else:
