@@ -91,7 +91,7 @@ RAW: dict[str, Any] = {
 }
 FACTS_HEADER = "guard.facts"
 ACK_PATIENCE_S = 10.0
-SWEEP_INTERVAL_S = 2.0
+SWEEP_INTERVAL_S = 1.0
 """How often a worker looks for records Faust fetched but did not deliver (``_sweep``)."""
 
 
@@ -415,8 +415,8 @@ class GuardWorker:
         """Find records Faust fetched but never delivered, with nothing after them to
         reveal the hole: a gated partition whose consumer position is past the offset the
         gate expects next, while that offset has not moved since the previous sweep. Those
-        records are read back and processed (each lane in its own task, so a transfer
-        batch waiting for account state does not hold up the sweep of that state)."""
+        records are read back and processed: state lanes first, then transfers and order
+        requests (a batch of those may hold its lane while it waits for state)."""
         if self.app.rebalancing or not self.app.started:
             return
         consumer = self.app.consumer
@@ -440,9 +440,14 @@ class GuardWorker:
                 "sweep: reading back undelivered records of %s",
                 ", ".join(f"{tp.topic}/{tp.partition} up to {end}" for tp, end in ends.items()),
             )
-        if by_lane:
+        # State first: a transfer batch may be waiting for it (catch-up).
+        for waits in (False, True):
             await asyncio.gather(
-                *(self._gated([], lane, upto=ends) for lane, ends in by_lane.values())
+                *(
+                    self._gated([], lane, upto=ends)
+                    for lane, ends in by_lane.values()
+                    if lane.wait is waits
+                )
             )
 
     async def _acknowledged(self, futures: Sequence[Any]) -> None:
