@@ -93,6 +93,8 @@ FACTS_HEADER = "guard.facts"
 ACK_PATIENCE_S = 10.0
 SWEEP_INTERVAL_S = 1.0
 """How often a worker looks for records Faust fetched but did not deliver (``_sweep``)."""
+SWEEP_MAX_RECORDS = 5_000
+"""The most offsets of one partition a sweep reads back at a time."""
 
 
 def faust_app(settings: GuardSettings) -> faust.App:
@@ -357,7 +359,9 @@ class GuardWorker:
                 read_back[tp] = []
                 if not self.gate.tracking(tp):
                     continue
-                reach = [*tp_offsets, *([upto[tp]] if upto and tp in upto else [])]
+                reach = list(tp_offsets)
+                if upto and tp in upto:  # a long tail is read in parts, one per sweep
+                    reach.append(min(upto[tp], self.gate.expected(tp) + SWEEP_MAX_RECORDS))
                 for hole in self.gate.holes(tp, reach):
                     records = await self._read_back(tp, hole)
                     if records is None:
