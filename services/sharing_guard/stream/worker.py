@@ -32,7 +32,7 @@ import json
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -328,31 +328,18 @@ class GuardWorker:
                 log.info(
                     "dropped %d record(s) of an earlier generation", len(events) - len(current)
                 )
-            offsets: dict[Partition, list[int]] = {tp: [] for tp in upto or {}}
-            for event in current:
-                message = event.message
-                offsets.setdefault(Partition(message.topic, message.partition), [])
-            timeout = self.settings.catch_up_timeout_s
-            for tp in list(offsets):
-                if not self.gate.tracking(tp):
-                    try:
-                        start = await asyncio.wait_for(
-                            self.reader.resume_offset(self.app.conf.id, tp), timeout
-                        )
-                    except Exception:  # untracked, nothing of ``tp`` is committed; retried
-                        log.exception("could not read where %s/%d resumes", tp.topic, tp.partition)
-                        continue
-                    self.gate.start(tp, start)
-            fresh = []
-            for event in current:
-                message = event.message
-                tp = Partition(message.topic, message.partition)
-                if self.gate.tracking(tp) and message.offset < self.gate.expected(tp):
-                    continue
-                fresh.append(event)
-                offsets[tp].append(message.offset)
+            await self._track({*(upto or {}), *(_partition(e) for e in current)})
+            fresh = [
+                e
+                for e in current
+                if not self.gate.tracking(_partition(e))
+                or e.message.offset >= self.gate.expected(_partition(e))
+            ]
             if len(fresh) < len(current):
                 log.info("dropped %d record(s) processed already", len(current) - len(fresh))
+            offsets: dict[Partition, list[int]] = {tp: [] for tp in upto or {}}
+            for event in fresh:
+                offsets.setdefault(_partition(event), []).append(event.message.offset)
             read_back: dict[Partition, list[Span]] = {}
             extra: list[Any] = []
             for tp, tp_offsets in offsets.items():
@@ -371,12 +358,7 @@ class GuardWorker:
                     read_back[tp].append(hole)
             if not fresh and not extra:
                 return
-            ordered = fresh
-            if extra:
-                ordered = sorted(
-                    [*extra, *fresh],
-                    key=lambda e: (e.message.topic, e.message.partition, e.message.offset),
-                )
+            ordered = sorted([*extra, *fresh], key=lambda e: (*_partition(e), e.message.offset))
             outputs = await lane.process(ordered)
             if lane.wait and outputs:
                 await self._acknowledged(outputs)
@@ -386,6 +368,23 @@ class GuardWorker:
             for tp, tp_offsets in offsets.items():
                 if self.gate.tracking(tp):
                     self.gate.processed(tp, tp_offsets, outputs, read_back[tp])
+
+    async def _track(self, tps: Iterable[Partition]) -> None:
+        """Start the gate on those of ``tps`` it does not track yet, from where the group
+        resumes them (its committed offset); one that cannot be read now stays untracked
+        (nothing of it is committed) and is retried with its next records."""
+        for tp in tps:
+            if self.gate.tracking(tp):
+                continue
+            try:
+                start = await asyncio.wait_for(
+                    self.reader.resume_offset(self.app.conf.id, tp),
+                    self.settings.catch_up_timeout_s,
+                )
+            except Exception:
+                log.exception("could not read where %s/%d resumes", tp.topic, tp.partition)
+                continue
+            self.gate.start(tp, start)
 
     async def _read_back(self, tp: Partition, hole: Span) -> list[Any] | None:
         """The records of ``tp`` in ``hole``, read from the broker; ``None`` (logged) when
@@ -837,6 +836,10 @@ class GuardWorker:
         async def metrics(web: Any, request: Any) -> Any:
             # aiohttp refuses a charset inside content_type; Prometheus reads text/plain.
             return web.bytes(generate_latest(REGISTRY), content_type="text/plain")
+
+
+def _partition(event: Any) -> Partition:
+    return Partition(event.message.topic, event.message.partition)
 
 
 def _faust_tp(tp: Partition) -> Any:
