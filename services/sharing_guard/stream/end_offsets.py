@@ -19,11 +19,14 @@ from aiokafka.structs import TopicPartition
 from sharing_guard.stream.catchup import Partition
 
 
-async def _groupless_consumer(bootstrap: list[str]) -> AIOKafkaConsumer:
+async def _groupless_consumer(
+    bootstrap: list[str], fetch_max_wait_ms: int = 500
+) -> AIOKafkaConsumer:
     """A started aiokafka consumer outside any group, committing nothing: it only answers
     offset requests and reads partitions it is told to."""
     client = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
+        fetch_max_wait_ms=fetch_max_wait_ms,
         enable_auto_commit=False,
         group_id=None,
         isolation_level="read_uncommitted",
@@ -94,7 +97,9 @@ class RangeReader:
 
     async def _started(self) -> AIOKafkaConsumer:
         if self._client is None:
-            self._client = await _groupless_consumer(self._bootstrap)
+            # A short fetch wait: once a range is read, the fetcher's next request (at the
+            # end of the log) must not hold up the next read for the broker's default wait.
+            self._client = await _groupless_consumer(self._bootstrap, fetch_max_wait_ms=20)
         return self._client
 
     async def resume_offset(self, group_id: str, tp: Partition) -> int:

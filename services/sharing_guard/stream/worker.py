@@ -93,6 +93,8 @@ FACTS_HEADER = "guard.facts"
 ACK_PATIENCE_S = 10.0
 SWEEP_INTERVAL_S = 1.0
 """How often a worker looks for records Faust fetched but did not deliver (``_sweep``)."""
+CATCH_UP_GRACE_S = 0.25
+"""How long a batch waits for state to arrive through Faust before reading it back."""
 SWEEP_MAX_RECORDS = 5_000
 """The most offsets of one partition a sweep reads back at a time."""
 
@@ -418,12 +420,11 @@ class GuardWorker:
         """Find records Faust fetched but never delivered, with nothing after them to
         reveal the hole: a gated partition whose consumer position is past the offset the
         gate expects next, while that offset has not moved since the previous sweep. Those
-        records are read back and processed: state lanes first, then transfers and order
-        requests (a batch of those may hold its lane while it waits for state)."""
+        records are read back and processed (:meth:`_fill`)."""
         if self.app.rebalancing or not self.app.started:
             return
         consumer = self.app.consumer
-        stale: dict[str, dict[Partition, int]] = {}
+        ends: dict[Partition, int] = {}
         assigned = [tp for tp in consumer.assignment() if tp.topic in self.lanes]
         for faust_tp in assigned:
             tp = Partition(faust_tp.topic, faust_tp.partition)
@@ -434,24 +435,13 @@ class GuardWorker:
             expected = self.gate.expected(tp) if self.gate.tracking(tp) else None
             if self.sweep.stale(tp, position, expected):
                 assert position is not None
-                stale.setdefault(tp.topic, {})[tp] = position
-        by_lane: dict[int, tuple[Lane, dict[Partition, int]]] = {}
-        for topic, ends in stale.items():
-            lane = self.lanes[topic]
-            by_lane.setdefault(id(lane), (lane, {}))[1].update(ends)
+                ends[tp] = position
+        if ends:
             log.info(
                 "sweep: reading back undelivered records of %s",
                 ", ".join(f"{tp.topic}/{tp.partition} up to {end}" for tp, end in ends.items()),
             )
-        # State first: a transfer batch may be waiting for it (catch-up).
-        for waits in (False, True):
-            await asyncio.gather(
-                *(
-                    self._gated([], lane, upto=ends)
-                    for lane, ends in by_lane.values()
-                    if lane.wait is waits
-                )
-            )
+            await self._fill(ends)
 
     async def _acknowledged(self, futures: Sequence[Any]) -> None:
         """Wait until the broker acknowledged every record in ``futures``; raise the first
@@ -535,14 +525,20 @@ class GuardWorker:
         consumer = self.app.consumer
         committed = getattr(consumer, "_committed_offset", {})
         for tp in unique:
-            if not self.catchup.known(tp):
+            if self.gate.tracking(tp):  # every record below it is applied
+                await self.catchup.advance(tp, self.gate.expected(tp))
+            elif not self.catchup.known(tp):
                 start = committed.get(_faust_tp(tp))
                 if start:
                     await self.catchup.advance(tp, start)
         started = time.perf_counter()
         targets = await self.end_offsets(unique)
         sampled = time.perf_counter()
-        await self.catchup.wait(targets, self.settings.catch_up_timeout_s)
+        timeout = self.settings.catch_up_timeout_s
+        if not await self.catchup.wait(targets, min(CATCH_UP_GRACE_S, timeout)):
+            await self._fill_state(targets)
+            remaining = timeout - (time.perf_counter() - sampled)
+            await self.catchup.wait(targets, max(0.0, remaining))
         log.debug(
             "catch-up: end offsets in %.1f ms, applied in %.1f ms: %s",
             (sampled - started) * 1000,
@@ -553,6 +549,45 @@ class GuardWorker:
             },
         )
         return {tp: self.catchup.reached({tp: end}) for tp, end in targets.items()}
+
+    async def _fill_state(self, targets: Mapping[Partition, int]) -> None:
+        """Read back and apply the state records below ``targets`` that Faust has not
+        delivered yet (it may never: see :meth:`_sweep`), on the partitions this worker
+        owns; every record below the offset the gate expects next counts as applied."""
+        assigned = {Partition(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+        behind = {
+            tp: end
+            for tp, end in targets.items()
+            if tp in assigned and tp.topic in self.lanes and not self.catchup.reached({tp: end})
+        }
+        if not behind:
+            return
+        log.info(
+            "catch-up: reading back state below %s",
+            ", ".join(f"{tp.topic}/{tp.partition}@{end}" for tp, end in behind.items()),
+        )
+        await self._fill(behind)
+        for tp in behind:
+            if self.gate.tracking(tp):
+                await self.catchup.advance(tp, self.gate.expected(tp))
+
+    async def _fill(self, ends: Mapping[Partition, int]) -> None:
+        """Read back and process the records of each partition in ``ends`` up to the
+        offset given, each lane in a task of its own: state lanes first, then transfers
+        and order requests (a batch of those may hold its lane while it waits for
+        state)."""
+        by_lane: dict[int, tuple[Lane, dict[Partition, int]]] = {}
+        for tp, end in ends.items():
+            lane = self.lanes[tp.topic]
+            by_lane.setdefault(id(lane), (lane, {}))[1][tp] = end
+        for waits in (False, True):
+            await asyncio.gather(
+                *(
+                    self._gated([], lane, upto=lane_ends)
+                    for lane, lane_ends in by_lane.values()
+                    if lane.wait is waits
+                )
+            )
 
     def _evaluate(self, transfer: TransferRequested, facts: Callable[[], Facts]) -> Decision:
         """Gather the facts and decide; any fault (a state record that does not load,
