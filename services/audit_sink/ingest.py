@@ -48,6 +48,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.structs import OffsetAndMetadata
+from sharing_guard.topic_wait import await_topics
 
 from audit_sink.plan import ConsumedRecord
 from audit_sink.prepare import Prepared, PreparePool
@@ -319,6 +320,13 @@ class Ingestor:
         The batch in hand is always finished; then the offsets are committed, the unsigned
         entries signed and the consumer closed.
         """
+        # Join only once the topic has partitions (see sharing_guard.topic_wait).
+        await_topics(
+            self._consumer.config["bootstrap_servers"],
+            [self._topic],
+            stop,
+            security_protocol=self._consumer.config["security_protocol"],
+        )
         self.subscribe()
         try:
             while not stop.is_set():

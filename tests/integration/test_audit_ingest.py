@@ -8,6 +8,7 @@ is in ``test_audit_ingest_crash.py``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -188,3 +189,46 @@ def test_a_pipelined_ingest_stores_what_a_plain_one_does(rig: SinkRig) -> None: 
     stored = {a for (a,) in rig.sql("SELECT audit_id FROM records")}
     assert stored == {r.audit_id for r in sample_records(1500, seed=5)}
     assert rig.backend.verify().ok
+
+
+def test_a_sink_started_before_its_topic_ingests_once_the_topic_exists(
+    rig: SinkRig,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A platform team may deploy the sink before the topic job has run: it waits (and
+    says so), then joins its group and takes every partition."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+
+    bootstrap_servers = rig.env["AUDIT_SINK_KAFKA__BOOTSTRAP_SERVERS"]
+    late = f"{rig.topic}-late"
+    settings = in_process_settings(rig)
+    result: list[IngestStats] = []
+
+    def run_sink() -> None:  # in its own thread, store included (SQLite is thread-bound)
+        store, keys = bootstrap.open_store(settings), bootstrap.open_keystore(settings)
+        try:
+            log = bootstrap.build_log(settings, store, keys)
+            ingestor = Ingestor(log, kafka_consumer(settings), late, poll_timeout_ms=200)
+            result.append(ingestor.run(threading.Event(), stop_at_end=True))
+        finally:
+            store.close()
+            keys.close()
+
+    caplog.set_level(logging.WARNING, logger="sharing_guard.topic_wait")
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    worker = threading.Thread(target=run_sink, daemon=True)  # never outlives a failure
+    try:
+        worker.start()
+        worker.join(2.0)
+        assert worker.is_alive(), "the sink must wait for its topic, not give up"
+        assert f"waiting for topics to exist: {late}" in caplog.text
+        admin.create_topics([NewTopic(late, num_partitions=3, replication_factor=1)])
+        produce(bootstrap_servers, late, encoded(200, seed=7))
+        worker.join(120)
+        assert not worker.is_alive(), "the sink did not drain the topic created after it"
+        assert result[0].appended == 200
+    finally:
+        with contextlib.suppress(Exception):
+            admin.delete_topics([late])
+        admin.close()

@@ -126,7 +126,6 @@ def run_alerts(settings: AlertsSettings) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     service = build_service(settings)
     stop, failed = threading.Event(), threading.Event()
-    service.consumer.subscribe()
     threads = [
         _thread("consumer", lambda: service.consumer.run(stop), failed),
         _thread("sender", lambda: service.sender.run(service.queue, stop), failed),

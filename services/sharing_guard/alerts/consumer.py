@@ -19,6 +19,7 @@ from sharing_guard.alerts.telemetry import AlertsTelemetry
 from sharing_guard.codec import CodecRegistry, DecodeError
 from sharing_guard.contract.events import OrderRegistered, TransferRequested
 from sharing_guard.settings import Topics
+from sharing_guard.topic_wait import await_topics
 
 log = logging.getLogger("sharing_guard.alerts.consumer")
 
@@ -48,11 +49,18 @@ class AlertsConsumer:
 
     def subscribe(self) -> None:
         """Subscribe to the four topics."""
+        self.consumer.subscribe(self._topic_names())
+
+    def _topic_names(self) -> list[str]:
         t = self.topics
-        self.consumer.subscribe([t.blocked, t.approved, t.orders, t.dlq])
+        return [t.blocked, t.approved, t.orders, t.dlq]
 
     def run(self, stop: threading.Event) -> None:
-        """Consume until ``stop`` is set."""
+        """Join the group once the topics exist (see :mod:`sharing_guard.topic_wait`),
+        then consume until ``stop`` is set."""
+        if not self.consumer.subscription():
+            await_topics(self.consumer.config["bootstrap_servers"], self._topic_names(), stop)
+            self.subscribe()
         while not stop.is_set():
             self.poll_once()
 
