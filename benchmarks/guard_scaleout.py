@@ -87,6 +87,7 @@ def one_run(bootstrap: str, workers: int, partitions: int, load: Any, timeout_s:
             for event_id in reader.first.keys() - seen_at.keys():
                 seen_at[event_id] = now
         per_worker = [proc.decisions_made() for proc in procs]
+        read_back = [proc.counter("sharing_guard_read_back_total") for proc in procs]
     finally:
         for proc in procs:
             proc.stop()
@@ -112,6 +113,8 @@ def one_run(bootstrap: str, workers: int, partitions: int, load: Any, timeout_s:
         "span_s": round(span, 3),
         "decisions_per_s": round((len(wanted) - 1) / span, 1) if span > 0 else None,
         "decisions_by_worker": per_worker,
+        # Records Faust did not deliver, read back by the worker (holes, sweep, catch-up).
+        "read_back_by_worker": read_back,
         # One effective decision each: every transfer decided, no two different answers.
         "exactly_once": conflicting == 0 and set(by_id) == wanted,
         "repeats_marked_duplicate": marked["1"],
@@ -147,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"round {round_ + 1}: {workers} worker(s): {result['decisions_per_s']} "
                 f"decisions/s, by worker {result['decisions_by_worker']}, "
+                f"read back {result['read_back_by_worker']}, "
                 f"exactly once: {result['exactly_once']}",
                 flush=True,
             )

@@ -122,9 +122,13 @@ class GuardProcess:
 
     def decisions_made(self) -> float:
         """The worker's own count of decisions (its Prometheus counter)."""
+        return self.counter("sharing_guard_decisions_total")
+
+    def counter(self, name: str) -> float:
+        """The sum of a Prometheus counter of the worker over all its labels."""
         total = 0.0
         for line in self.metrics().splitlines():
-            if line.startswith("sharing_guard_decisions_total{"):
+            if line.startswith((f"{name}{{", f"{name} ")):
                 total += float(line.rsplit(" ", 1)[1])
         return total
 
