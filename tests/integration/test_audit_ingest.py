@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -220,9 +221,13 @@ def test_a_sink_started_before_its_topic_ingests_once_the_topic_exists(
     worker = threading.Thread(target=run_sink, daemon=True)  # never outlives a failure
     try:
         worker.start()
-        worker.join(2.0)
+        deadline = time.monotonic() + 60
+        while f"waiting for topics to exist: {late}" not in caplog.text:
+            assert time.monotonic() < deadline, "the sink never said it waits for its topic"
+            assert worker.is_alive(), "the sink must wait for its topic, not give up"
+            time.sleep(0.1)
+        worker.join(1.0)
         assert worker.is_alive(), "the sink must wait for its topic, not give up"
-        assert f"waiting for topics to exist: {late}" in caplog.text
         admin.create_topics([NewTopic(late, num_partitions=3, replication_factor=1)])
         produce(bootstrap_servers, late, encoded(200, seed=7))
         worker.join(120)
