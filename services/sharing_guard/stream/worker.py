@@ -330,18 +330,18 @@ class GuardWorker:
                 log.info(
                     "dropped %d record(s) of an earlier generation", len(events) - len(current)
                 )
-            await self._track({*(upto or {}), *(_partition(e) for e in current)})
-            fresh = [
-                e
-                for e in current
-                if not self.gate.tracking(_partition(e))
-                or e.message.offset >= self.gate.expected(_partition(e))
-            ]
+            located = [(_partition(e), e) for e in current]
+            await self._track({*(upto or {}), *(tp for tp, _ in located)})
+            offsets: dict[Partition, list[int]] = {tp: [] for tp in upto or {}}
+            fresh = []
+            for tp, event in located:
+                offset = event.message.offset
+                if self.gate.tracking(tp) and offset < self.gate.expected(tp):
+                    continue  # processed already (read back)
+                fresh.append(event)
+                offsets.setdefault(tp, []).append(offset)
             if len(fresh) < len(current):
                 log.info("dropped %d record(s) processed already", len(current) - len(fresh))
-            offsets: dict[Partition, list[int]] = {tp: [] for tp in upto or {}}
-            for event in fresh:
-                offsets.setdefault(_partition(event), []).append(event.message.offset)
             read_back: dict[Partition, list[Span]] = {}
             extra: list[Any] = []
             for tp, tp_offsets in offsets.items():
@@ -516,8 +516,12 @@ class GuardWorker:
         the global table's changelog reaches them (eventually, not in the ordering
         promise, which covers consents, rights and orders).
         """
-        assigned = {(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
-        return [tp for tp in tps if (tp.topic, tp.partition) in assigned]
+        assigned = self._assigned()
+        return [tp for tp in tps if tp in assigned]
+
+    def _assigned(self) -> set[Partition]:
+        """The partitions assigned to this worker now."""
+        return {Partition(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
 
     async def _catch_up(self, tps: list[Partition]) -> dict[Partition, bool]:
         """Wait until the state partitions are applied up to their current end offsets."""
@@ -554,7 +558,7 @@ class GuardWorker:
         """Read back and apply the state records below ``targets`` that Faust has not
         delivered yet (it may never: see :meth:`_sweep`), on the partitions this worker
         owns; every record below the offset the gate expects next counts as applied."""
-        assigned = {Partition(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
+        assigned = self._assigned()
         behind = {
             tp: end
             for tp, end in targets.items()
