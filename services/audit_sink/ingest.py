@@ -48,7 +48,7 @@ from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.structs import OffsetAndMetadata
-from sharing_guard.topic_wait import await_topics
+from sharing_guard.topic_wait import await_topics, topics_exist
 
 from audit_sink.plan import ConsumedRecord
 from audit_sink.prepare import Prepared, PreparePool
@@ -58,6 +58,8 @@ from audit_sink.writer import AppendResult, AuditLog
 __all__ = ["IngestStats", "Ingestor", "kafka_consumer"]
 
 _log = logging.getLogger(__name__)
+REJOIN_AFTER_S = 5.0
+"""How long the sink stays without partitions of a topic that has some before rejoining."""
 
 
 @dataclass(frozen=True)
@@ -161,9 +163,36 @@ class Ingestor:
         self._pending_commit: dict[Any, Any] = {}
         self._preparer = preparer
         self._in_hand: _Polled | None = None
+        self._empty_since: float | None = None
         self.stats = IngestStats()
 
     # -- the group -----------------------------------------------------------------------
+
+    def _rejoin_if_left_empty(self, now: float) -> None:
+        """Join the group again when a rebalance left the sink (its group's only writer)
+        no partition for ``REJOIN_AFTER_S`` while the topic has some: kafka-python's
+        leader assigned from metadata that did not list them yet, and no rebalance
+        followed (seen in CI). Checked at most every ``REJOIN_AFTER_S``."""
+        if self.stats.rebalances == 0 or self._consumer.assignment():
+            self._empty_since = None
+            return
+        if self._empty_since is None:
+            self._empty_since = now
+            return
+        if now - self._empty_since < REJOIN_AFTER_S:
+            return
+        self._empty_since = now
+        config = self._consumer.config
+        if topics_exist(
+            config["bootstrap_servers"],
+            [self._topic],
+            security_protocol=config["security_protocol"],
+        ):
+            _log.warning(
+                "no partition of %s assigned although it has some; joining again", self._topic
+            )
+            self._consumer.unsubscribe()
+            self.subscribe()
 
     def subscribe(self) -> None:
         """Join the group on the audit topic, seeking on every assignment."""
@@ -332,6 +361,7 @@ class Ingestor:
             while not stop.is_set():
                 result = self.poll_once()
                 now = self._clock()
+                self._rejoin_if_left_empty(now)
                 if result is None:
                     if now - self._last_records >= self._idle_checkpoint_s:
                         self.sign_if_unsigned()

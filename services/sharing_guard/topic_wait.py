@@ -7,6 +7,11 @@ metadata was refreshed every 10 s (seen in CI with the audit sink). The audit si
 the alerts process therefore join their groups only once every topic they read has
 partitions. The check runs on a group-less probe client of its own: asking the group
 consumer itself before it subscribes changed which thread ran its rebalance callbacks.
+
+Waiting is not always enough: the group's leader assigns from its own metadata, which can
+still lack a topic another client already sees. The audit sink (its group's only writer)
+therefore also joins again when a rebalance left it no partition of a topic that has some
+(:func:`topics_exist`).
 """
 
 import logging
@@ -20,6 +25,27 @@ NOTE_EVERY_S = 10.0
 """How often a consumer still waiting for its topics says so."""
 
 
+def _probe(bootstrap_servers: Sequence[str], security_protocol: str) -> KafkaConsumer:
+    return KafkaConsumer(
+        bootstrap_servers=list(bootstrap_servers),
+        group_id=None,
+        enable_auto_commit=False,
+        security_protocol=security_protocol,
+        client_id="topic-wait",
+    )
+
+
+def topics_exist(
+    bootstrap_servers: Sequence[str], topics: Sequence[str], *, security_protocol: str = "PLAINTEXT"
+) -> bool:
+    """Whether each of ``topics`` has partitions now (asked once, on a probe client)."""
+    probe = _probe(bootstrap_servers, security_protocol)
+    try:
+        return all(probe.partitions_for_topic(t) for t in topics)
+    finally:
+        probe.close()
+
+
 def await_topics(
     bootstrap_servers: Sequence[str],
     topics: Sequence[str],
@@ -30,13 +56,7 @@ def await_topics(
 ) -> bool:
     """Wait until each of ``topics`` has partitions, logging the missing ones every
     ``NOTE_EVERY_S``; ``False`` if ``stop`` was set first."""
-    probe = KafkaConsumer(
-        bootstrap_servers=list(bootstrap_servers),
-        group_id=None,
-        enable_auto_commit=False,
-        security_protocol=security_protocol,
-        client_id="topic-wait",
-    )
+    probe = _probe(bootstrap_servers, security_protocol)
     try:
         waited = 0.0
         while not stop.is_set():
