@@ -1,5 +1,7 @@
 """Audit records for the trail: one per decision, one per governance change (pure)."""
 
+from typing import Any
+
 from sharing_guard.contract.audit import AuditKind, AuditRecord
 from sharing_guard.contract.decision import Decision
 from sharing_guard.contract.events import (
@@ -34,22 +36,35 @@ def _subjects(event: Event) -> tuple[str | None, str | None, str | None, str | N
     raise TypeError(f"not a contract event: {type(event).__name__}")
 
 
-def audit_record(event: Event, decision: Decision | None = None) -> AuditRecord:
-    """The audit record of a decision (with its transfer) or of a governance change."""
+def _fields(event: Event, decision: Decision | None) -> dict[str, Any]:
     account_id, recipient_id, order_ref, actor = _subjects(event)
     kind = AuditKind.DECISION if decision is not None else AuditKind.GOVERNANCE_CHANGE
-    return AuditRecord(
-        audit_id=f"{kind.value}:{event.event_id}",
-        kind=kind,
-        event_id=event.event_id,
-        event_type=event.type,
-        occurred_at=event.occurred_at,
-        account_id=account_id,
-        recipient_id=recipient_id,
-        order_ref=decision.order_ref if decision is not None else order_ref,
-        actor=actor,
-        outcome=decision.outcome if decision is not None else None,
-        reasons=decision.reasons if decision is not None else (),
-        policy_version=decision.policy_version if decision is not None else None,
-        event_json=event.model_dump_json(),
-    )
+    return {
+        "audit_id": f"{kind.value}:{event.event_id}",
+        "kind": kind,
+        "event_id": event.event_id,
+        "event_type": event.type,
+        "occurred_at": event.occurred_at,
+        "account_id": account_id,
+        "recipient_id": recipient_id,
+        "order_ref": decision.order_ref if decision is not None else order_ref,
+        "actor": actor,
+        "outcome": decision.outcome if decision is not None else None,
+        "reasons": decision.reasons if decision is not None else (),
+        "policy_version": decision.policy_version if decision is not None else None,
+        "event_json": event.model_dump_json(),
+    }
+
+
+def audit_record(event: Event, decision: Decision | None = None) -> AuditRecord:
+    """The audit record of a decision (with its transfer) or of a governance change."""
+    return AuditRecord(**_fields(event, decision))
+
+
+def audit_avro_record(event: Event, decision: Decision | None = None) -> dict[str, Any]:
+    """The same audit record as the dict its Avro schema writes, built without the
+    model: the guard writes one per decision, and skipping the model's validation and
+    dump halves what that costs. The unit tests hold it to :func:`audit_record`."""
+    fields = _fields(event, decision)
+    fields["reasons"] = [{"code": r.code, "clause": r.clause} for r in fields["reasons"]]
+    return fields

@@ -72,9 +72,14 @@ class AvroCodec(Generic[M]):
 
     def encode(self, value: M) -> bytes:
         """Avro single-object encoding of ``value``."""
+        return self.encode_record(self.to_record(value))
+
+    def encode_record(self, record: Mapping[str, Any]) -> bytes:
+        """Avro single-object encoding of ``record``, a dict shaped like the schema (as
+        :meth:`to_record` gives); the writer refuses one that does not fit it."""
         buffer = io.BytesIO()
         buffer.write(self.header)
-        fastavro.schemaless_writer(buffer, self.schema, self.to_record(value))
+        fastavro.schemaless_writer(buffer, self.schema, record)
         return buffer.getvalue()
 
     def decode_body(self, body: bytes) -> M:

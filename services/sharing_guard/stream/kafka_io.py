@@ -13,6 +13,7 @@ from sharing_guard.core.state import (
     StateRecord,
     StateTable,
 )
+from sharing_guard.stream.outbox import Outbox
 from sharing_guard.stream.state_codec import decode_state, encode_state
 
 Headers = list[tuple[str, bytes]]
@@ -90,38 +91,64 @@ def without_producer_yields(app: Any) -> None:
     app.maybe_start_producer = running_producer
 
 
-async def table_put(table: Any, partition: int, key: str, value: bytes | None) -> Any:
-    """Write ``key`` locally and to the changelog partition ``partition``; returns the
-    changelog record's future (done when the broker acknowledged it, raising if the
-    write failed).
+def table_write(
+    table: Any, partition: int, key: str, value: bytes | None, changelog: Outbox
+) -> None:
+    """Write ``key`` locally and queue its changelog record, for partition ``partition``,
+    in ``changelog`` (the caller sends it and waits for the acknowledgement it needs).
 
     Faust infers the changelog partition from the event being processed, which is
     ambiguous in a batch; writing it explicitly keeps each entry in the partition of the
     event that caused it, so it recovers on the worker that owns that partition. The
-    record goes straight to the producer, keyed as Faust keys the table's changelog,
-    rather than through ``Table.send_changelog``, whose records wait in a buffer drained
-    by a background task: the guard waits for these acknowledgements before it publishes
-    a decision, and wants nothing between its write and the producer.
+    record is keyed as Faust keys the table's changelog and goes out with the batch's
+    other records rather than through ``Table.send_changelog``, whose records wait in a
+    buffer drained by a background task: the guard waits for these acknowledgements
+    before it publishes a decision, and wants nothing between its write and the producer.
     """
     if value is None:
         table.data.pop(key, None)
     else:
         table.data[key] = value
-    changelog = table.changelog_topic
-    raw_key, _ = changelog.prepare_key(key, table.key_serializer)
-    producer = await table.app.maybe_start_producer()
-    return await producer.send(changelog.get_topic_name(), raw_key, value, partition, None, None)
+    topic = table.changelog_topic
+    raw_key, _ = topic.prepare_key(key, table.key_serializer)
+    changelog.add(topic.get_topic_name(), raw_key, value, partition=partition)
+
+
+async def aiokafka_producer(app: Any) -> Any:
+    """The app's started aiokafka producer (the one Faust's own sends use)."""
+    producer = await app.maybe_start_producer()
+    return producer._ensure_producer()
 
 
 class TableStateView:
-    """The core's :class:`~sharing_guard.core.engine.StateView` over Faust tables."""
+    """The core's :class:`~sharing_guard.core.engine.StateView` over Faust tables.
 
-    def __init__(self, tables: Mapping[StateTable, Any]) -> None:
+    A decoded record is kept with the bytes it was decoded from and reused while the
+    table holds the same bytes (the records are immutable): most transfers go to a few
+    hundred recipients, whose registration would otherwise be decoded for each. Each
+    table's cache is emptied when it reaches ``cache_size`` entries.
+    """
+
+    def __init__(self, tables: Mapping[StateTable, Any], cache_size: int = 65_536) -> None:
         self._tables = tables
+        self._cache_size = cache_size
+        self._decoded: dict[StateTable, dict[str, tuple[bytes, StateRecord]]] = {
+            table: {} for table in tables
+        }
 
     def _get(self, table: StateTable, key: str) -> StateRecord | None:
         raw = self._tables[table].get(key)
-        return None if raw is None else decode_state(table, raw)
+        if raw is None:
+            return None
+        decoded = self._decoded[table]
+        cached = decoded.get(key)
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        record = decode_state(table, raw)
+        if len(decoded) >= self._cache_size:
+            decoded.clear()
+        decoded[key] = (raw, record)
+        return record
 
     def recipient(self, recipient_id: str) -> RecipientState | None:
         """The registered recipient, or ``None``."""

@@ -4,8 +4,10 @@ Attributes carry opaque ids and enum values only (event id, outcome, codes, reci
 type, purpose): never an account id or any other personal value.
 """
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from opentelemetry import propagate
 from opentelemetry.context import Context
@@ -13,9 +15,24 @@ from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import SpanKind, Tracer
 
 from sharing_guard.contract.decision import Decision
+from sharing_guard.contract.events import TransferRequested
+
+
+class Decided(Protocol):
+    """What telemetry needs of a decided transfer: the transfer, its Kafka headers, when
+    its batch was received (ns since the epoch) and its broker timestamp (ms), if any."""
+
+    @property
+    def transfer(self) -> TransferRequested: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
+    @property
+    def received_ns(self) -> int: ...
+    @property
+    def timestamp_ms(self) -> float | None: ...
 
 
 @dataclass
@@ -61,13 +78,46 @@ class Telemetry:
             for (topic, partition), value in list(self.lag.items())
         ]
 
-    def record_decision(self, decision: Decision, latency_s: float | None) -> None:
-        """Count one decision and its reasons; record its latency when known."""
-        self.decisions.add(1, {"outcome": decision.outcome.value})
-        for reason in decision.reasons:
-            self.reasons.add(1, {"code": reason.code.value, "clause": reason.clause.value})
-        if latency_s is not None and latency_s >= 0:
-            self.latency.record(latency_s, {"outcome": decision.outcome.value})
+    def record_decisions(
+        self, decided: Iterable[tuple[Decided, Decision, bool]], now_s: float
+    ) -> None:
+        """Trace, count and time a batch of decisions published at ``now_s``.
+
+        Each decision gets its span, continuing the producer's trace from the transfer's
+        headers, from when its batch was received to now. Counters are updated once per
+        distinct label set of the batch (the totals are those of counting one by one);
+        each latency known (from the transfer's broker timestamp) is recorded.
+        """
+        outcomes: Counter[str] = Counter()
+        reasons: Counter[tuple[str, str]] = Counter()
+        end_ns = int(now_s * 1e9)
+        for item, decision, duplicate in decided:
+            transfer = item.transfer
+            outcome = decision.outcome.value
+            self.tracer.start_span(
+                "sharing_guard.decide",
+                context=trace_context(item.headers),
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "sharing_guard.event_id": transfer.event_id,
+                    "sharing_guard.outcome": outcome,
+                    "sharing_guard.codes": [c.value for c in decision.codes],
+                    "sharing_guard.recipient_type": transfer.recipient.type.value,
+                    "sharing_guard.purpose": transfer.purpose.value,
+                    "sharing_guard.duplicate": duplicate,
+                    "sharing_guard.policy_version": decision.policy_version,
+                },
+                start_time=item.received_ns,
+            ).end(end_ns)
+            outcomes[outcome] += 1
+            for reason in decision.reasons:
+                reasons[(reason.code.value, reason.clause.value)] += 1
+            if item.timestamp_ms is not None and now_s * 1000 >= item.timestamp_ms:
+                self.latency.record(now_s - item.timestamp_ms / 1000, {"outcome": outcome})
+        for outcome, count in outcomes.items():
+            self.decisions.add(count, {"outcome": outcome})
+        for (code, clause), count in reasons.items():
+            self.reasons.add(count, {"code": code, "clause": clause})
 
 
 def trace_context(headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None) -> Context:

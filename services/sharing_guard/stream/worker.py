@@ -38,9 +38,8 @@ from functools import partial
 from typing import Any
 
 import faust
-from opentelemetry import trace
 
-from sharing_guard.audit_trail import audit_record
+from sharing_guard.audit_trail import audit_avro_record
 from sharing_guard.codec import CodecRegistry, DecodeError
 from sharing_guard.contract.decision import Decision
 from sharing_guard.contract.enums import Outcome, RecipientType
@@ -67,20 +66,22 @@ from sharing_guard.stream.end_offsets import EndOffsets, RangeReader
 from sharing_guard.stream.kafka_io import (
     Headers,
     TableStateView,
+    aiokafka_producer,
     dead_letter_headers,
     decision_headers,
     encode_optional,
     header_list,
-    table_put,
+    table_write,
     without_producer_yields,
 )
+from sharing_guard.stream.outbox import Outbox
 from sharing_guard.stream.state_codec import (
     decode_decision,
     decode_state,
     encode_decision,
     encode_state,
 )
-from sharing_guard.stream.telemetry import Telemetry, trace_context
+from sharing_guard.stream.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 RAW: dict[str, Any] = {
@@ -133,6 +134,7 @@ class Pending:
     headers: Headers
     partition: int
     timestamp_ms: float | None
+    received_ns: int
 
 
 Process = Callable[[Sequence[Any]], Awaitable[list[Any]]]
@@ -162,6 +164,7 @@ class GuardWorker:
         self.settings = settings
         self.policy = policy
         self.registry = registry
+        self.audit_codec = registry.codec("AuditRecord")
         self.telemetry = telemetry
         self.catchup = CatchUp()
         self.end_offsets = EndOffsets(settings.bootstrap_servers)
@@ -178,10 +181,6 @@ class GuardWorker:
         self.recipients_topic = app.topic(t.recipients, partitions=1, **RAW)
         self.orders_topic = app.topic(t.orders, partitions=1, **RAW)
         self.order_requests_topic = app.topic(t.order_requests, partitions=1, **RAW)
-        self.out = {
-            name: app.topic(getattr(t, name), **RAW)
-            for name in ("decisions", "approved", "blocked", "dlq", "audit")
-        }
 
         # Faust picks a table's serializers from key_type/value_type: str keys as JSON,
         # bytes values raw (our own encoding, see state_codec).
@@ -263,24 +262,22 @@ class GuardWorker:
         in ``seen``), advancing the catch-up position of their partitions."""
 
         async def apply(events: Sequence[Any]) -> list[Any]:
-            outputs: list[Any] = []
+            outbox = Outbox()
             for event in events:
                 message = event.message
-                decoded = await self._decode(message, accepted, outputs)
+                decoded = self._decode(message, accepted, outbox)
                 if decoded is not None and decoded.event_id not in seen:
-                    outputs.append(await self._apply(decoded, message.partition))
-                    outputs.append(await table_put(seen, message.partition, decoded.event_id, b"1"))
-                    outputs.append(
-                        await self._send_audit(decoded, None, header_list(message.headers))
-                    )
+                    self._apply(decoded, message.partition, outbox)
+                    table_write(seen, message.partition, decoded.event_id, b"1", outbox)
+                    self._audit(outbox, decoded, None, header_list(message.headers))
                 await self.catchup.advance(
                     Partition(message.topic, message.partition), message.offset + 1
                 )
-            return outputs
+            return await self._send(outbox)
 
         return apply
 
-    async def _apply(self, event: GovernanceEvent, partition: int) -> Any:
+    def _apply(self, event: GovernanceEvent, partition: int, changelog: Outbox) -> None:
         change = state_change(event)
         table = self.tables[change.table]
         raw = table.get(change.key)
@@ -288,8 +285,11 @@ class GuardWorker:
         record = change.advance(current)
         value = None if record is None else encode_state(record)
         # The global recipients table has one partition, like its topic.
-        future: Any = await table_put(table, partition, change.key, value)
-        return future
+        table_write(table, partition, change.key, value, changelog)
+
+    async def _send(self, outbox: Outbox) -> list[Any]:
+        """Produce what ``outbox`` holds; the futures of its record batches."""
+        return await outbox.send(await aiokafka_producer(self.app))
 
     # --- transfers ------------------------------------------------------------------------
 
@@ -467,10 +467,10 @@ class GuardWorker:
             future.result()
 
     async def _decide_batch(self, batch: Sequence[Any]) -> list[Any]:
-        outputs: list[Any] = []
-        pending = await self._decode_transfers(batch, outputs)
+        outbox = Outbox()
+        pending = self._decode_transfers(batch, outbox)
         if not pending:
-            return outputs
+            return await self._send(outbox)
         t = self.settings.topics
         shared = self._owned([Partition(t.recipients, 0)])
         targets_for = {
@@ -483,7 +483,7 @@ class GuardWorker:
         }
         caught_up = await self._catch_up([tp for tps in targets_for.values() for tp in tps])
         decided: list[tuple[Pending, Decision, bool]] = []
-        writes: list[Any] = []
+        changelog = Outbox()
         for item in pending:
             transfer = item.transfer
             stored = self.decisions.get(transfer.event_id)
@@ -496,17 +496,19 @@ class GuardWorker:
                 transfer.recipient.type is RecipientType.LAW_ENFORCEMENT
                 and transfer.order_ref is not None
             ):
-                outputs.append(await self._forward_to_order_stage(item))
+                self._forward_to_order_stage(item, outbox)
                 continue
             else:
                 decision = self._evaluate(transfer, partial(gather_facts, transfer, self.view))
-            writes.append(
-                await table_put(
-                    self.decisions, item.partition, transfer.event_id, encode_decision(decision)
-                )
+            table_write(
+                self.decisions,
+                item.partition,
+                transfer.event_id,
+                encode_decision(decision),
+                changelog,
             )
             decided.append((item, decision, False))
-        return outputs + await self._publish(decided, writes)
+        return await self._publish(decided, changelog, outbox)
 
     def _owned(self, tps: list[Partition]) -> list[Partition]:
         """Those of ``tps`` assigned to this worker.
@@ -609,7 +611,7 @@ class GuardWorker:
         self.telemetry.guard_errors.add(1)
         return guard_error(event_id, self.policy)
 
-    async def _forward_to_order_stage(self, item: Pending) -> Any:
+    def _forward_to_order_stage(self, item: Pending, outbox: Outbox) -> None:
         transfer = item.transfer
         facts = gather_facts(transfer, self.view)
         snapshot = json.dumps(
@@ -621,12 +623,12 @@ class GuardWorker:
             }
         ).encode()
         assert transfer.order_ref is not None
-        sent: Any = await self.order_requests_topic.send(
-            key=transfer.order_ref.encode(),
-            value=item.raw,
-            headers=[*item.headers, (FACTS_HEADER, snapshot)],
+        outbox.add(
+            self.settings.topics.order_requests,
+            transfer.order_ref.encode(),
+            item.raw,
+            [*item.headers, (FACTS_HEADER, snapshot)],
         )
-        return sent
 
     # --- orders ---------------------------------------------------------------------------
 
@@ -634,14 +636,14 @@ class GuardWorker:
         await self._in_batches(stream, self.lanes[self.settings.topics.order_requests])
 
     async def _decide_order_batch(self, batch: Sequence[Any]) -> list[Any]:
-        outputs: list[Any] = []
-        pending = await self._decode_transfers(batch, outputs)
+        outbox = Outbox()
+        pending = self._decode_transfers(batch, outbox)
         if not pending:
-            return outputs
+            return await self._send(outbox)
         orders_tp = Partition(self.settings.topics.orders, 0)
         caught_up = (await self._catch_up([orders_tp]))[orders_tp]
         decided: list[tuple[Pending, Decision, bool]] = []
-        writes: list[Any] = []
+        changelog = Outbox()
         for item in pending:
             transfer = item.transfer
             stored = self.order_decisions.get(transfer.event_id)
@@ -655,21 +657,18 @@ class GuardWorker:
             if decision.outcome is Outcome.ALLOW and decision.order_ref is not None:
                 order = self.view.order(decision.order_ref)
                 assert order is not None
-                writes.append(
-                    await table_put(
-                        self.tables[StateTable.ORDERS],
-                        0,
-                        decision.order_ref,
-                        encode_state(with_disclosure(order)),
-                    )
+                table_write(
+                    self.tables[StateTable.ORDERS],
+                    0,
+                    decision.order_ref,
+                    encode_state(with_disclosure(order)),
+                    changelog,
                 )
-            writes.append(
-                await table_put(
-                    self.order_decisions, 0, transfer.event_id, encode_decision(decision)
-                )
+            table_write(
+                self.order_decisions, 0, transfer.event_id, encode_decision(decision), changelog
             )
             decided.append((item, decision, False))
-        return outputs + await self._publish(decided, writes)
+        return await self._publish(decided, changelog, outbox)
 
     def _order_facts(self, item: Pending) -> Facts:
         raw = dict(item.headers).get(FACTS_HEADER)
@@ -693,86 +692,64 @@ class GuardWorker:
     # --- output ---------------------------------------------------------------------------
 
     async def _publish(
-        self, decided: Sequence[tuple[Pending, Decision, bool]], writes: list[Any]
+        self,
+        decided: Sequence[tuple[Pending, Decision, bool]],
+        changelog: Outbox,
+        outbox: Outbox,
     ) -> list[Any]:
-        """Wait until the stored decisions (and spent quotas) are acknowledged, then
-        publish, route and audit each decision; returns the futures of those records."""
-        if not decided:
-            return writes
-        await self._acknowledged(writes)
-        outputs: list[Any] = []
-        t = self.out
+        """Wait until the stored decisions (and spent quotas) in ``changelog`` are
+        acknowledged, then publish, route and audit each decision, sending them with the
+        batch's other outputs in ``outbox``; returns the futures of those records."""
+        await self._acknowledged(await self._send(changelog))
+        t = self.settings.topics
         for item, decision, duplicate in decided:
             transfer = item.transfer
-            context = trace_context(item.headers)
-            with self.telemetry.tracer.start_as_current_span(
-                "sharing_guard.decide",
-                context=context,
-                kind=trace.SpanKind.CONSUMER,
-                attributes={
-                    "sharing_guard.event_id": transfer.event_id,
-                    "sharing_guard.outcome": decision.outcome.value,
-                    "sharing_guard.codes": [c.value for c in decision.codes],
-                    "sharing_guard.recipient_type": transfer.recipient.type.value,
-                    "sharing_guard.purpose": transfer.purpose.value,
-                    "sharing_guard.duplicate": duplicate,
-                    "sharing_guard.policy_version": decision.policy_version,
-                },
-            ):
-                headers = decision_headers(item.headers, decision, duplicate)
-                key = transfer.account_id.encode()
-                outputs.append(
-                    await t["decisions"].send(
-                        key=key, value=self.registry.encode(decision), headers=headers
-                    )
-                )
-                route = t["approved"] if decision.outcome is Outcome.ALLOW else t["blocked"]
-                outputs.append(await route.send(key=key, value=item.raw, headers=headers))
-                outputs.append(await self._send_audit(transfer, decision, headers))
-            latency = None
-            if item.timestamp_ms is not None:
-                latency = time.time() - item.timestamp_ms / 1000
-            self.telemetry.record_decision(decision, latency)
-        return outputs
-
-    async def _send_audit(self, event: Any, decision: Decision | None, headers: Headers) -> Any:
-        record = audit_record(event, decision)
-        sent: Any = await self.out["audit"].send(
-            key=event.event_id.encode(), value=self.registry.encode(record), headers=headers
-        )
+            headers = decision_headers(item.headers, decision, duplicate)
+            key = transfer.account_id.encode()
+            outbox.add(t.decisions, key, self.registry.encode(decision), headers)
+            route = t.approved if decision.outcome is Outcome.ALLOW else t.blocked
+            outbox.add(route, key, item.raw, headers)
+            self._audit(outbox, transfer, decision, headers)
+        sent = await self._send(outbox)
+        self.telemetry.record_decisions(decided, time.time())
         return sent
+
+    def _audit(
+        self, outbox: Outbox, event: Any, decision: Decision | None, headers: Headers
+    ) -> None:
+        outbox.add(
+            self.settings.topics.audit,
+            event.event_id.encode(),
+            self.audit_codec.encode_record(audit_avro_record(event, decision)),
+            headers,
+        )
 
     # --- decoding and dead letters --------------------------------------------------------
 
-    async def _decode(
-        self, message: Any, accepted: tuple[type[EventBase], ...], outputs: list[Any]
-    ) -> Any:
-        """The event in ``message``, or ``None`` after dead-lettering it (the dead
-        letter's future goes to ``outputs``)."""
+    def _decode(self, message: Any, accepted: tuple[type[EventBase], ...], outbox: Outbox) -> Any:
+        """The event in ``message``, or ``None`` after queueing it in ``outbox`` as a
+        dead letter."""
         try:
             decoded = self.registry.decode(message.value)
         except DecodeError as exc:
-            outputs.append(await self._dead_letter(message, str(exc)))
+            self._dead_letter(message, str(exc), outbox)
             return None
         except Exception as exc:  # a codec defect: still a dead letter, never a crash
             log.exception("unexpected decode failure at %s/%d", message.topic, message.partition)
-            reason = f"undecodable record ({type(exc).__name__})"
-            outputs.append(await self._dead_letter(message, reason))
+            self._dead_letter(message, f"undecodable record ({type(exc).__name__})", outbox)
             return None
         if not isinstance(decoded, accepted):
-            outputs.append(
-                await self._dead_letter(
-                    message, f"{type(decoded).__name__} does not belong on topic {message.topic}"
-                )
-            )
+            reason = f"{type(decoded).__name__} does not belong on topic {message.topic}"
+            self._dead_letter(message, reason, outbox)
             return None
         return decoded
 
-    async def _decode_transfers(self, batch: Sequence[Any], outputs: list[Any]) -> list[Pending]:
+    def _decode_transfers(self, batch: Sequence[Any], outbox: Outbox) -> list[Pending]:
         pending = []
+        received_ns = time.time_ns()
         for event in batch:
             message = event.message
-            transfer = await self._decode(message, (TransferRequested,), outputs)
+            transfer = self._decode(message, (TransferRequested,), outbox)
             if transfer is not None:
                 pending.append(
                     Pending(
@@ -781,16 +758,18 @@ class GuardWorker:
                         headers=header_list(message.headers),
                         partition=message.partition,
                         timestamp_ms=message.timestamp * 1000 if message.timestamp else None,
+                        received_ns=received_ns,
                     )
                 )
         return pending
 
-    async def _dead_letter(self, message: Any, reason: str) -> Any:
+    def _dead_letter(self, message: Any, reason: str, outbox: Outbox) -> None:
         self.telemetry.dead_letters.add(1, {"topic": message.topic})
-        sent: Any = await self.out["dlq"].send(
-            key=message.key,
-            value=message.value,
-            headers=dead_letter_headers(
+        outbox.add(
+            self.settings.topics.dlq,
+            message.key,
+            message.value,
+            dead_letter_headers(
                 header_list(message.headers),
                 reason,
                 message.topic,
@@ -798,7 +777,6 @@ class GuardWorker:
                 message.offset,
             ),
         )
-        return sent
 
     # --- lifecycle, health and metrics ---------------------------------------------------
 

@@ -1,0 +1,89 @@
+"""The records one processing step produces, sent together: one Kafka record batch per
+partition instead of one producer call per record.
+
+Faust's ``Topic.send`` and aiokafka's ``send`` each cost tens of microseconds per record
+(a future per record, the partitioner, the accumulator's bookkeeping); appending a record
+to a batch that is already being built costs about one. The guard produces three or four
+records per decision, so this is most of what its output costs (benchmarks/README.md).
+
+An :class:`Outbox` keeps the order of the records it is given within each partition, and
+picks a record's partition the way aiokafka's default partitioner does (murmur2 of the
+key; a record without key goes to a random available partition), so records keyed like
+before land where they landed before.
+"""
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka.partitioner import DefaultPartitioner
+
+Headers = Sequence[tuple[str, bytes]]
+_PARTITIONER = DefaultPartitioner()
+
+
+class Outbox:
+    """Records waiting to be produced; :meth:`send` hands them to the producer."""
+
+    def __init__(self) -> None:
+        self._records: list[tuple[str, int | None, bytes | None, bytes | None, Headers]] = []
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def add(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers | None = None,
+        partition: int | None = None,
+    ) -> None:
+        """Queue a record for ``topic``, in ``partition`` if given, else by its key."""
+        # aiokafka's record builder takes headers as a list and nothing else.
+        listed = headers if isinstance(headers, list) else list(headers or ())
+        self._records.append((topic, partition, key, value, listed))
+
+    async def send(self, producer: Any) -> list["asyncio.Future[Any]"]:
+        """Hand every queued record to ``producer`` (a started ``AIOKafkaProducer``) and
+        empty the outbox; returns one future per record batch, done when the broker has
+        acknowledged the batch (raising if it could not be written).
+
+        A batch that fills up is sent and another begun, so a partition may take several.
+        Raises what the producer raises (e.g. when it is closed); then nothing of the
+        batches not yet handed over is sent.
+        """
+        records, self._records = self._records, []
+        if not records:
+            return []
+        cluster = producer.client.cluster
+        grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
+        partitions: dict[str, tuple[list[int], list[int]]] = {}
+        by_key: dict[tuple[str, bytes], int] = {}  # a batch repeats keys (murmur2 is slow)
+        for topic, explicit, key, value, headers in records:
+            partition = explicit
+            if partition is None and key is not None:
+                partition = by_key.get((topic, key))
+            if partition is None:
+                known = partitions.get(topic)
+                if known is None:
+                    await producer.partitions_for(topic)  # waits for the topic's metadata
+                    known = partitions[topic] = (
+                        sorted(cluster.partitions_for_topic(topic) or ()),
+                        list(cluster.available_partitions_for_topic(topic) or ()),
+                    )
+                partition = _PARTITIONER(key, *known)
+                if key is not None:
+                    by_key[(topic, key)] = partition
+            grouped.setdefault((topic, partition), []).append((key, value, headers))
+        futures: list[asyncio.Future[Any]] = []
+        for (topic, partition), items in grouped.items():
+            batch = producer.create_batch()
+            for key, value, headers in items:
+                if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    # An empty batch takes any one record, whatever its size.
+                    batch.append(timestamp=None, key=key, value=value, headers=headers)
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures
