@@ -570,6 +570,17 @@ class Timers:
         self.count[name] += 1
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        if not asyncio.iscoroutinefunction(fn):
+
+            def timed_sync(*args: Any, **kwargs: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return fn(*args, **kwargs)
+                finally:
+                    self.add(name, started)
+
+            return timed_sync
+
         async def timed(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
@@ -780,13 +791,14 @@ def run_inprocess_worker() -> int:
 
 
 SELECTED = (
-    r"worker.py:\d+\((_publish|_produce|_send_audit|_evaluate|_decode_transfers|_catch_up"
-    r"|_consume_state|_decide_order_batch)\)",
-    r"telemetry.py:\d+\((record_decision|trace_context)\)",
-    r"opentelemetry/sdk/trace/__init__.py:\d+\(start_as_current_span\)",
-    r"audit_trail.py:\d+\(audit_record\)",
-    r"sharing_guard/codec.py:\d+\((encode|decode)\)",
-    r"kafka_io.py:\d+\((table_put|produce)\)",
+    r"worker.py:\d+\((_publish|_audit|_evaluate|_decode_transfers"
+    r"|_catch_up|_consume_state|_decide_order_batch|_send)\)",
+    r"telemetry.py:\d+\((record_decisions|trace_context)\)",
+    r"opentelemetry/sdk/trace/__init__.py:\d+\(start_span\)",
+    r"audit_trail.py:\d+\(audit_avro_record\)",
+    r"sharing_guard/codec.py:\d+\((encode|encode_record|decode)\)",
+    r"kafka_io.py:\d+\(table_write\)",
+    r"outbox.py:\d+\(send\)",
     r"faust/topics.py:\d+\((send|publish_message)\)",
     r"faust/transport/drivers/aiokafka.py:\d+\(send\)",
     r"faust/transport/producer.py:\d+\(_handle_pending\)",
