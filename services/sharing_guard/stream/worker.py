@@ -251,11 +251,10 @@ class GuardWorker:
         await self._consume_state(stream, self.settings.topics.orders)
 
     async def _consume_state(self, stream: Any, topic: str) -> None:
-        # State records are applied one by one as they come; their offsets become
-        # committable once their outputs are acknowledged (no waiting here).
-        lane = self.lanes[topic]
-        async for event in stream.events():
-            await self._gated([event], lane)
+        # State records are applied in batches as they come (a batch waits at most
+        # ``batch_within_s`` to fill), their outputs produced together; their offsets
+        # become committable once those are acknowledged (no waiting here).
+        await self._in_batches(stream, self.lanes[topic])
 
     def _state_applier(self, accepted: tuple[type[EventBase], ...], seen: Any) -> Process:
         """What applies state records of the ``accepted`` types (once each, by event id
@@ -297,9 +296,10 @@ class GuardWorker:
         await self._in_batches(stream, self.lanes[self.settings.topics.transfers])
 
     async def _in_batches(self, stream: Any, lane: Lane) -> None:
-        """Decide batches of events and acknowledge each batch only once its effects are
-        durable. ``take_events`` acknowledges a batch even when a rebalance interrupts it
-        (its events would then be lost); ``noack_take`` leaves that to us.
+        """Process batches of events through the lane and acknowledge each batch to Faust
+        once processed (for a lane that waits, once its effects are durable).
+        ``take_events`` acknowledges a batch even when a rebalance interrupts it (its
+        events would then be lost); ``noack_take`` leaves that to us.
         """
         async for batch in stream.noack_take(
             self.settings.batch_max, within=self.settings.batch_within_s
