@@ -121,10 +121,16 @@ class Telemetry:
 
 
 def trace_context(headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None) -> Context:
-    """The producer's trace context carried in Kafka headers (W3C ``traceparent``)."""
+    """The producer's trace context carried in Kafka headers (W3C ``traceparent``); an
+    empty context when the headers carry none of the propagator's fields."""
     items = headers.items() if isinstance(headers, Mapping) else (headers or [])
-    carrier = {key: value.decode("latin-1") for key, value in items if isinstance(value, bytes)}
-    return propagate.extract(carrier)
+    fields = propagate.get_global_textmap().fields
+    carrier = {
+        key: value.decode("latin-1")
+        for key, value in items
+        if key in fields and isinstance(value, bytes)
+    }
+    return propagate.extract(carrier) if carrier else Context()
 
 
 def build_telemetry(

@@ -28,6 +28,7 @@ acknowledged; records Faust skipped are read back and processed (see docs/orderi
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -467,21 +468,24 @@ class GuardWorker:
             future.result()
 
     async def _decide_batch(self, batch: Sequence[Any]) -> list[Any]:
-        outbox = Outbox()
-        pending = self._decode_transfers(batch, outbox)
-        if not pending:
-            return await self._send(outbox)
         t = self.settings.topics
         shared = self._owned([Partition(t.recipients, 0)])
         targets_for = {
-            p.partition: [
-                Partition(t.consents, p.partition),
-                Partition(t.rights, p.partition),
-                *shared,
-            ]
-            for p in pending
+            partition: [Partition(t.consents, partition), Partition(t.rights, partition), *shared]
+            for partition in {event.message.partition for event in batch}
         }
-        caught_up = await self._catch_up([tp for tps in targets_for.values() for tp in tps])
+        state = list(dict.fromkeys(tp for tps in targets_for.values() for tp in tps))
+        # The state's end offsets are asked for now (after the batch arrived, so they
+        # cover all state acknowledged before its transfers were produced), and the
+        # batch is decoded while the broker answers.
+        ends = asyncio.ensure_future(self.end_offsets(state))
+        outbox = Outbox()
+        pending = self._decode_transfers(batch, outbox)
+        if not pending:  # dead letters only: the answer is not needed
+            with contextlib.suppress(Exception):
+                await ends
+            return await self._send(outbox)
+        caught_up = await self._catch_up(state, ends)
         decided: list[tuple[Pending, Decision, bool]] = []
         changelog = Outbox()
         for item in pending:
@@ -525,8 +529,11 @@ class GuardWorker:
         """The partitions assigned to this worker now."""
         return {Partition(tp.topic, tp.partition) for tp in self.app.consumer.assignment()}
 
-    async def _catch_up(self, tps: list[Partition]) -> dict[Partition, bool]:
-        """Wait until the state partitions are applied up to their current end offsets."""
+    async def _catch_up(
+        self, tps: list[Partition], ends: Awaitable[dict[Partition, int]] | None = None
+    ) -> dict[Partition, bool]:
+        """Wait until the state partitions are applied up to their current end offsets
+        (``ends``, when they were asked for already)."""
         unique = list(dict.fromkeys(tps))
         consumer = self.app.consumer
         committed = getattr(consumer, "_committed_offset", {})
@@ -538,7 +545,7 @@ class GuardWorker:
                 if start:
                     await self.catchup.advance(tp, start)
         started = time.perf_counter()
-        targets = await self.end_offsets(unique)
+        targets = await (ends if ends is not None else self.end_offsets(unique))
         sampled = time.perf_counter()
         timeout = self.settings.catch_up_timeout_s
         if not await self.catchup.wait(targets, min(CATCH_UP_GRACE_S, timeout)):
