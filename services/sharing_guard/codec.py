@@ -116,6 +116,19 @@ class AvroCodec(Generic[M]):
             raise DecodeError(f"{self.name}: {describe_validation_error(exc)}") from exc
 
 
+def decision_record(decision: Decision) -> dict[str, Any]:
+    """``decision`` as the dict its Avro schema writes, built without the model's dump
+    (the guard encodes one per transfer); the unit tests hold it to
+    :meth:`AvroCodec.to_record`."""
+    return {
+        "event_id": decision.event_id,
+        "outcome": decision.outcome,
+        "reasons": [{"code": r.code, "clause": r.clause} for r in decision.reasons],
+        "policy_version": decision.policy_version,
+        "order_ref": decision.order_ref,
+    }
+
+
 class CodecRegistry:
     """Decodes any record whose writer schema it knows, by fingerprint."""
 

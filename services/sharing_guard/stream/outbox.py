@@ -14,12 +14,21 @@ before land where they landed before.
 
 import asyncio
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
-from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 
 Headers = Sequence[tuple[str, bytes]]
 _PARTITIONER = DefaultPartitioner()
+
+
+@lru_cache(maxsize=65_536)
+def _key_index(key: bytes, partitions: int) -> int:
+    """Which of ``partitions`` (sorted) a key goes to: aiokafka's default partitioner
+    (murmur2, in pure Python, so worth remembering for the accounts seen recently)."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 class Outbox:
@@ -59,11 +68,8 @@ class Outbox:
         cluster = producer.client.cluster
         grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
         partitions: dict[str, tuple[list[int], list[int]]] = {}
-        by_key: dict[tuple[str, bytes], int] = {}  # a batch repeats keys (murmur2 is slow)
         for topic, explicit, key, value, headers in records:
             partition = explicit
-            if partition is None and key is not None:
-                partition = by_key.get((topic, key))
             if partition is None:
                 known = partitions.get(topic)
                 if known is None:
@@ -72,9 +78,10 @@ class Outbox:
                         sorted(cluster.partitions_for_topic(topic) or ()),
                         list(cluster.available_partitions_for_topic(topic) or ()),
                     )
-                partition = _PARTITIONER(key, *known)
-                if key is not None:
-                    by_key[(topic, key)] = partition
+                if key is None:
+                    partition = _PARTITIONER(None, *known)
+                else:
+                    partition = known[0][_key_index(key, len(known[0]))]
             grouped.setdefault((topic, partition), []).append((key, value, headers))
         futures: list[asyncio.Future[Any]] = []
         for (topic, partition), items in grouped.items():

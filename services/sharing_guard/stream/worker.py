@@ -41,7 +41,7 @@ from typing import Any
 import faust
 
 from sharing_guard.audit_trail import audit_avro_record
-from sharing_guard.codec import CodecRegistry, DecodeError
+from sharing_guard.codec import CodecRegistry, DecodeError, decision_record
 from sharing_guard.contract.decision import Decision
 from sharing_guard.contract.enums import Outcome, RecipientType
 from sharing_guard.contract.events import (
@@ -166,6 +166,7 @@ class GuardWorker:
         self.policy = policy
         self.registry = registry
         self.audit_codec = registry.codec("AuditRecord")
+        self.decision_codec = registry.codec("Decision")
         self.telemetry = telemetry
         self.catchup = CatchUp()
         self.end_offsets = EndOffsets(settings.bootstrap_servers)
@@ -713,7 +714,12 @@ class GuardWorker:
             transfer = item.transfer
             headers = decision_headers(item.headers, decision, duplicate)
             key = transfer.account_id.encode()
-            outbox.add(t.decisions, key, self.registry.encode(decision), headers)
+            outbox.add(
+                t.decisions,
+                key,
+                self.decision_codec.encode_record(decision_record(decision)),
+                headers,
+            )
             route = t.approved if decision.outcome is Outcome.ALLOW else t.blocked
             outbox.add(route, key, item.raw, headers)
             self._audit(outbox, transfer, decision, headers)
