@@ -12,15 +12,21 @@ manual acks once the outputs are out), and per batch does what the guard's trans
 does minus the guard: each record is decoded with ``contract_registry().decode`` and sent
 three times (to the ``decisions``, ``approved`` and ``audit`` topics of the settings, keyed
 like the guard's outputs, the input's headers passed on), with a producer flush before the
-sends, after them, and before the acks. A change to the plumbing thus moves both apps.
+sends (where the guard waits for its changelog records) and after them, and the acks only
+once every output is written. A change to the Faust app or its settings moves both apps.
 
 What it leaves out, on purpose: state agents and tables (so no changelog writes and no
 catch-up), the engine, encoding a decision and an audit record, tracing and metrics. The
 guard's throughput over this one's is what the guard's own work costs on top of Faust.
+
+Its sends are Faust's ``Topic.send``, one per record, as a plain Faust worker forwards.
+With ``BASELINE_OUTPUT=outbox`` it produces them the guard's way instead (one record batch
+per partition, ``stream.outbox.Outbox``), which gives what the guard would be measured
+against if the plumbing were shared.
 """
 
-import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -30,12 +36,12 @@ from sharing_guard import bootstrap
 from sharing_guard.codec import DecodeError, contract_registry
 from sharing_guard.contract.events import TransferRequested
 from sharing_guard.settings import GuardSettings
-from sharing_guard.stream import kafka_io
-from sharing_guard.stream.kafka_io import header_list
+from sharing_guard.stream.kafka_io import aiokafka_producer, header_list
+from sharing_guard.stream.outbox import Outbox
 from sharing_guard.stream.worker import faust_app
 
 log = logging.getLogger(__name__)
-PRODUCE = getattr(kafka_io, "produce", None)
+OUTBOX = os.environ.get("BASELINE_OUTPUT", "faust") == "outbox"
 RAW: dict[str, Any] = {
     "key_type": bytes,
     "value_type": bytes,
@@ -75,16 +81,11 @@ class Baseline:
             self.settings.batch_max, within=self.settings.batch_within_s
         ):
             sent = await self._forward_batch(batch)
-            await self.app.producer.flush()  # the guard's flush in _in_batches
-            if PRODUCE is not None:  # the guard then checks every write was acknowledged
-                await asyncio.gather(*sent)
+            await self.app.producer.flush()  # the guard waits until its outputs are written
+            for future in sent:
+                await future
             for event in batch:
                 await stream.ack(event)
-
-    async def _send(self, topic: Any, key: bytes, value: bytes, headers: Any) -> Any:
-        if PRODUCE is not None:
-            return await PRODUCE(self.app, topic, key, value, headers)
-        return await topic.send(key=key, value=value, headers=headers)
 
     async def _forward_batch(self, batch: Sequence[Any]) -> list[Any]:
         decoded: list[tuple[TransferRequested, Any]] = []
@@ -99,18 +100,24 @@ class Baseline:
             decoded.append((transfer, message))
         if not decoded:
             return []
-        await self.app.producer.flush()  # the guard's flush of its changelog writes
+        await self.app.producer.flush()  # the guard's wait for its changelog writes
+        t = self.settings.topics
+        outbox = Outbox()
         sent = []
         for transfer, message in decoded:
             headers = header_list(message.headers)
             key = transfer.account_id.encode()
-            sent.append(await self._send(self.decisions, key, message.value, headers))
-            sent.append(await self._send(self.approved, key, message.value, headers))
-            sent.append(
-                await self._send(self.audit, transfer.event_id.encode(), message.value, headers)
-            )
-        if PRODUCE is None:
-            await self.app.producer.flush()  # the guard's flush after publishing
+            audit_key = transfer.event_id.encode()
+            if OUTBOX:
+                outbox.add(t.decisions, key, message.value, headers)
+                outbox.add(t.approved, key, message.value, headers)
+                outbox.add(t.audit, audit_key, message.value, headers)
+                continue
+            sent.append(await self.decisions.send(key=key, value=message.value, headers=headers))
+            sent.append(await self.approved.send(key=key, value=message.value, headers=headers))
+            sent.append(await self.audit.send(key=audit_key, value=message.value, headers=headers))
+        if OUTBOX:
+            sent = await outbox.send(await aiokafka_producer(self.app))
         return sent
 
 
