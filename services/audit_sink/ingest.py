@@ -83,6 +83,7 @@ class IngestStats:
     skipped: int = 0
     checkpoints: int = 0
     rebalances: int = 0
+    rejoins: int = 0
     commit_failures: int = 0
     size: int = 0
 
@@ -191,6 +192,7 @@ class Ingestor:
             _log.warning(
                 "no partition of %s assigned although it has some; joining again", self._topic
             )
+            self.stats.rejoins += 1
             self._consumer.unsubscribe()
             self.subscribe()
 
