@@ -46,8 +46,10 @@ class GuardSettings(BaseSettings):
     )
     policy_file: Path | None = Field(default=None, description="Policy file; default bundled.")
     data_dir: Path = Field(default=Path(".cache/guard"), description="Faust local state.")
-    batch_max: int = Field(default=500, ge=1, description="Most transfers decided per batch.")
-    batch_within_s: float = Field(default=0.005, gt=0, description="Longest wait to fill one.")
+    batch_max: int = Field(
+        default=500, ge=1, description="Most records processed per batch (transfers, governance)."
+    )
+    batch_within_s: float = Field(default=0.005, gt=0, description="Longest wait to fill a batch.")
     catch_up_timeout_s: float = Field(
         default=5.0, gt=0, description="Longest wait for state; then GUARD_ERROR."
     )
