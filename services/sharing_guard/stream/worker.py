@@ -553,15 +553,16 @@ class GuardWorker:
             await self._fill_state(targets)
             remaining = timeout - (time.perf_counter() - sampled)
             await self.catchup.wait(targets, max(0.0, remaining))
-        log.debug(
-            "catch-up: end offsets in %.1f ms, applied in %.1f ms: %s",
-            (sampled - started) * 1000,
-            (time.perf_counter() - sampled) * 1000,
-            {
-                f"{tp.topic}/{tp.partition}": (end, self.catchup.position(tp))
-                for tp, end in targets.items()
-            },
-        )
+        if log.isEnabledFor(logging.DEBUG):  # its arguments cost, at every batch
+            log.debug(
+                "catch-up: end offsets in %.1f ms, applied in %.1f ms: %s",
+                (sampled - started) * 1000,
+                (time.perf_counter() - sampled) * 1000,
+                {
+                    f"{tp.topic}/{tp.partition}": (end, self.catchup.position(tp))
+                    for tp, end in targets.items()
+                },
+            )
         return {tp: self.catchup.reached({tp: end}) for tp, end in targets.items()}
 
     async def _fill_state(self, targets: Mapping[Partition, int]) -> None:
