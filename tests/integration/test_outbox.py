@@ -6,7 +6,9 @@ import asyncio
 import uuid
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import MessageSizeTooLargeError
 from kafka.admin import NewTopic
 from sharing_guard.stream.outbox import Outbox
 
@@ -40,6 +42,12 @@ async def _produce_and_read(bootstrap: str, topic: str) -> tuple[dict[bytes, int
         await asyncio.gather(*futures)
         assert all(f.done() and f.exception() is None for f in futures)
         assert await outbox.send(producer) == []  # an empty outbox sends nothing
+        # A record the producer could never send refuses the whole outbox, up front.
+        outbox.add(topic, b"acct-0", b"never sent")
+        outbox.add(topic, b"acct-1", b"x" * (producer._max_request_size + 1))
+        with pytest.raises(MessageSizeTooLargeError, match="max_request_size"):
+            await outbox.send(producer)
+        assert len(outbox) == 0
     finally:
         await producer.stop()
     consumer = AIOKafkaConsumer(
@@ -47,8 +55,10 @@ async def _produce_and_read(bootstrap: str, topic: str) -> tuple[dict[bytes, int
     )
     await consumer.start()
     records: list[Any] = []
-    try:
-        while len(records) < 202:
+    try:  # everything in the topic, up to its end offsets
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends = await consumer.end_offsets(partitions)
+        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
             batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), 30)
             for partition_records in batch.values():
                 records.extend(partition_records)
@@ -80,3 +90,4 @@ def test_outbox_places_orders_and_acknowledges_like_per_record_sends(
     assert explicit.partition == 2
     assert dict(explicit.headers) == {"seq": b"explicit"}
     assert [r.value for r in records if r.value == b"keyless"] == [b"keyless"]
+    assert len(records) == 202  # nothing of the refused outbox

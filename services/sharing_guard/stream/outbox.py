@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 Headers = Sequence[tuple[str, bytes]]
 _PARTITIONER = DefaultPartitioner()
@@ -59,12 +61,22 @@ class Outbox:
         acknowledged the batch (raising if it could not be written).
 
         A batch that fills up is sent and another begun, so a partition may take several.
-        Raises what the producer raises (e.g. when it is closed); then nothing of the
+        Raises ``MessageSizeTooLargeError`` before sending anything when a record is
+        larger than the producer's ``max_request_size`` (as aiokafka's ``send`` does),
+        and what the producer raises (e.g. when it is closed); then nothing of the
         batches not yet handed over is sent.
         """
         records, self._records = self._records, []
         if not records:
             return []
+        limit = producer._max_request_size
+        for topic, _, key, value, headers in records:  # as aiokafka's send() checks
+            size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+            if size > limit:
+                raise MessageSizeTooLargeError(
+                    f"a record for {topic} is {size} bytes, more than the producer's "
+                    f"max_request_size ({limit}); nothing of this outbox was sent"
+                )
         cluster = producer.client.cluster
         grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None, Headers]]] = {}
         partitions: dict[str, tuple[list[int], list[int]]] = {}
