@@ -34,10 +34,6 @@ class CatchUp:
         """The next offset of ``tp`` not yet known to be applied, or ``None`` if unknown."""
         return self._next.get(tp)
 
-    def known(self, tp: Partition) -> bool:
-        """Whether a position is known for ``tp`` (seeded or advanced since assignment)."""
-        return tp in self._next
-
     async def advance(self, tp: Partition, next_offset: int) -> None:
         """Record that everything below ``next_offset`` of ``tp`` is applied."""
         async with self._changed:

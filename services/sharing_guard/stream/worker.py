@@ -536,15 +536,16 @@ class GuardWorker:
         """Wait until the state partitions are applied up to their current end offsets
         (``ends``, when they were asked for already)."""
         unique = list(dict.fromkeys(tps))
-        consumer = self.app.consumer
-        committed = getattr(consumer, "_committed_offset", {})
+        assigned = self._assigned()
         for tp in unique:
+            lane = self.lanes.get(tp.topic)
+            if not self.gate.tracking(tp) and tp in assigned and lane and not lane.lock.locked():
+                # Start the gate where the group resumes the partition, under its lane's
+                # lock like the lane itself would (a busy lane tracks it itself).
+                async with lane.lock:
+                    await self._track([tp])
             if self.gate.tracking(tp):  # every record below it is applied
                 await self.catchup.advance(tp, self.gate.expected(tp))
-            elif not self.catchup.known(tp):
-                start = committed.get(_faust_tp(tp))
-                if start:
-                    await self.catchup.advance(tp, start)
         started = time.perf_counter()
         targets = await (ends if ends is not None else self.end_offsets(unique))
         sampled = time.perf_counter()
@@ -871,9 +872,3 @@ class GuardWorker:
 
 def _partition(event: Any) -> Partition:
     return Partition(event.message.topic, event.message.partition)
-
-
-def _faust_tp(tp: Partition) -> Any:
-    from faust.types import TP
-
-    return TP(tp.topic, tp.partition)
