@@ -84,10 +84,9 @@ class Outbox:
             partition = explicit
             if partition is None:
                 known = partitions.get(topic)
-                if known is None:
-                    await producer.partitions_for(topic)  # waits for the topic's metadata
+                if known is None:  # partitions_for waits for the topic's metadata
                     known = partitions[topic] = (
-                        sorted(cluster.partitions_for_topic(topic) or ()),
+                        sorted(await producer.partitions_for(topic)),
                         list(cluster.available_partitions_for_topic(topic) or ()),
                     )
                 if key is None:
