@@ -68,6 +68,26 @@ def ingest(rig: SinkRig, *, pipelined: bool = False, **kwargs: Any) -> IngestSta
             preparer.close()
 
 
+def sink_thread(
+    settings: AuditSinkSettings, topic: str, result: list[IngestStats]
+) -> threading.Thread:
+    """The sink ingesting ``topic`` until it is drained, in a thread of its own (store
+    included: SQLite is thread-bound), not yet started; its statistics go to ``result``.
+    A daemon thread, so it never outlives a failing test."""
+
+    def run_sink() -> None:
+        store, keys = bootstrap.open_store(settings), bootstrap.open_keystore(settings)
+        try:
+            log = bootstrap.build_log(settings, store, keys)
+            ingestor = Ingestor(log, kafka_consumer(settings), topic, poll_timeout_ms=200)
+            result.append(ingestor.run(threading.Event(), stop_at_end=True))
+        finally:
+            store.close()
+            keys.close()
+
+    return threading.Thread(target=run_sink, daemon=True)
+
+
 def encoded(count: int, seed: int) -> list[tuple[bytes | None, bytes | None]]:
     registry = contract_registry()
     return [(r.event_id.encode(), registry.encode(r)) for r in sample_records(count, seed)]
@@ -203,22 +223,10 @@ def test_a_sink_started_before_its_topic_ingests_once_the_topic_exists(
 
     bootstrap_servers = rig.env["AUDIT_SINK_KAFKA__BOOTSTRAP_SERVERS"]
     late = f"{rig.topic}-late"
-    settings = in_process_settings(rig)
     result: list[IngestStats] = []
-
-    def run_sink() -> None:  # in its own thread, store included (SQLite is thread-bound)
-        store, keys = bootstrap.open_store(settings), bootstrap.open_keystore(settings)
-        try:
-            log = bootstrap.build_log(settings, store, keys)
-            ingestor = Ingestor(log, kafka_consumer(settings), late, poll_timeout_ms=200)
-            result.append(ingestor.run(threading.Event(), stop_at_end=True))
-        finally:
-            store.close()
-            keys.close()
-
     caplog.set_level(logging.WARNING, logger="sharing_guard.topic_wait")
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    worker = threading.Thread(target=run_sink, daemon=True)  # never outlives a failure
+    worker = sink_thread(in_process_settings(rig), late, result)
     try:
         worker.start()
         deadline = time.monotonic() + 60

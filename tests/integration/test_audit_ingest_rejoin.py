@@ -19,10 +19,8 @@ import uuid
 from typing import Any
 
 import pytest
-from audit_sink import bootstrap
-from audit_sink.ingest import Ingestor, IngestStats, kafka_consumer
-from audit_sink.settings import AuditSinkSettings
-from test_audit_ingest import encoded, in_process_settings
+from audit_sink.ingest import IngestStats
+from test_audit_ingest import encoded, in_process_settings, sink_thread
 from test_audit_ingest_support import (
     SinkRig,
     produce,
@@ -60,23 +58,6 @@ def _hold(bootstrap_servers: str, group_id: str, topic: str, leave: threading.Ev
     return squatter
 
 
-def _sink(settings: AuditSinkSettings, topic: str, result: list[IngestStats]) -> threading.Thread:
-    """The sink ingesting ``topic`` until it is drained, in a thread of its own (store
-    included: SQLite is thread-bound); its statistics go to ``result``."""
-
-    def run_sink() -> None:
-        store, keys = bootstrap.open_store(settings), bootstrap.open_keystore(settings)
-        try:
-            log = bootstrap.build_log(settings, store, keys)
-            ingestor = Ingestor(log, kafka_consumer(settings), topic, poll_timeout_ms=200)
-            result.append(ingestor.run(threading.Event(), stop_at_end=True))
-        finally:
-            store.close()
-            keys.close()
-
-    return threading.Thread(target=run_sink, daemon=True)  # never outlives a failure
-
-
 def test_a_sink_left_without_partitions_joins_again_until_it_gets_them(
     rig: SinkRig,  # noqa: F811
     caplog: pytest.LogCaptureFixture,
@@ -99,7 +80,7 @@ def test_a_sink_left_without_partitions_joins_again_until_it_gets_them(
         while not squatter.assignment():
             assert time.monotonic() < deadline, "the other member never got the partition"
             time.sleep(0.1)
-        sink = _sink(settings, topic, result)
+        sink = sink_thread(settings, topic, result)
         sink.start()
         joined_again = f"no partition of {topic} assigned although it has some; joining again"
         deadline = time.monotonic() + 90
