@@ -58,6 +58,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import dataclasses
 import io
 import json
 import os
@@ -556,6 +557,7 @@ class Timers:
         self.total: defaultdict[str, float] = defaultdict(float)
         self.count: defaultdict[str, int] = defaultdict(int)
         self.batch_sizes: list[int] = []
+        self.state_ends: Any = None
         self.in_decide = False
         self.first_decide: float | None = None
         self.last_decide_end: float | None = None
@@ -634,9 +636,13 @@ class Timers:
                     self.threads_last_at = self.last_decide_end
 
         worker._decide_batch = decide_batch
+        transfers = worker.settings.topics.transfers
+        worker.lanes[transfers] = dataclasses.replace(worker.lanes[transfers], process=decide_batch)
         for name in ("_decode_transfers", "_catch_up", "_publish"):
             setattr(worker, name, self.wrap(name, getattr(worker, name)))
         worker.end_offsets = self.wrap("end_offsets (ListOffsets)", worker.end_offsets.__call__)
+        worker.state_ends._read = worker.end_offsets
+        self.state_ends = worker.state_ends
         worker.catchup.wait = self.wrap("catchup.wait", worker.catchup.wait)
 
     def _instrument_faust(self) -> None:
@@ -715,6 +721,10 @@ class Timers:
             )
             if requests
             else None,
+            "state end offsets": {
+                "read": getattr(self.state_ends, "requests", None),
+                "shared": getattr(self.state_ends, "shared", None),
+            },
             "wall_s": {k: round(v, 3) for k, v in sorted(self.total.items())},
             "calls": dict(sorted(self.count.items())),
             "thread_cpu_s_in_window": {

@@ -9,7 +9,7 @@ separate, group-less aiokafka client answers ``ListOffsets`` in about a millisec
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer
@@ -64,6 +64,73 @@ class EndOffsets:
         if self._client is not None:
             await self._client.stop()
             self._client = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """End offsets of state partitions read once (``ends``), in consumer generation
+    ``generation``, asked for after the consumer had seen each input partition's high
+    watermark in ``covers``: every input record below it was in the log already."""
+
+    generation: int
+    covers: Mapping[Partition, int]
+    ends: Mapping[Partition, int]
+
+    def serves(
+        self, generation: int, inputs: Mapping[Partition, int], state: Iterable[Partition]
+    ) -> bool:
+        """Whether this reading stands for one taken after the input records were
+        produced (``inputs``: the highest offset of each input partition), for every
+        partition of ``state``."""
+        return (
+            generation == self.generation
+            and all(offset < self.covers.get(tp, 0) for tp, offset in inputs.items())
+            and all(tp in self.ends for tp in state)
+        )
+
+
+class StateEnds:
+    """The state end offsets a batch of input records must be caught up to, with one
+    ``ListOffsets`` request shared by every batch it covers.
+
+    The ordering promise needs end offsets read after the batch's records were produced.
+    A reading asked for after the consumer saw an input partition's high watermark at
+    ``H`` was taken after every record below ``H`` was in the log, so it serves any
+    later batch whose records lie below ``H`` (a state record acknowledged before such a
+    record was produced lies below the reading's end offset). Through a backlog one
+    request then serves many batches; at the head of the log, each batch reads afresh.
+    """
+
+    def __init__(self, read: Callable[[list[Partition]], Awaitable[dict[Partition, int]]]) -> None:
+        self._read = read
+        self._last: Reading | None = None
+        self.requests = 0
+        self.shared = 0
+
+    def reuse(
+        self, generation: int, inputs: Mapping[Partition, int], state: Iterable[Partition]
+    ) -> dict[Partition, int] | None:
+        """The end offsets of ``state`` from the last reading, if it serves these inputs."""
+        last = self._last
+        if last is None or not last.serves(generation, inputs, state):
+            return None
+        self.shared += 1
+        return {tp: last.ends[tp] for tp in state}
+
+    async def read(
+        self,
+        generation: int,
+        covers: Mapping[Partition, int],
+        partitions: list[Partition],
+        state: Iterable[Partition],
+    ) -> dict[Partition, int]:
+        """Read the end offsets of ``partitions`` (a superset of ``state``, so the reading
+        serves later batches too) and keep them; ``covers`` must have been taken before
+        this is called. Returns those of ``state``."""
+        self.requests += 1
+        ends = await self._read(partitions)
+        self._last = Reading(generation, dict(covers), ends)
+        return {tp: ends[tp] for tp in state}
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,8 +8,9 @@ Agents (one task each, all in every worker process):
   decides an account's transfers also holds that account's state.
 * ``recipients-state`` keeps the global ``recipients`` table (every worker has all).
 * ``transfers`` decides transfers in batches: it reads the end offsets of the state
-  partitions after receiving a batch and waits until ``account-state`` has applied
-  everything below them (see :mod:`sharing_guard.stream.catchup` and docs/ordering.md).
+  partitions after receiving a batch (or reuses a reading taken after the batch's records
+  were in the log) and waits until ``account-state`` has applied everything below them
+  (see :mod:`sharing_guard.stream.catchup` and docs/ordering.md).
   A law-enforcement transfer that names an order is forwarded, with a snapshot of its
   account's facts, to ``sharing.order-requests``.
 * ``orders-state`` and ``order-requests`` share the single partition of ``legal.orders``
@@ -63,7 +64,7 @@ from sharing_guard.settings import GuardSettings
 from sharing_guard.stream import diagnostics
 from sharing_guard.stream.catchup import CatchUp, Partition
 from sharing_guard.stream.commit_gate import CommitGate, Span, Sweep
-from sharing_guard.stream.end_offsets import EndOffsets, RangeReader
+from sharing_guard.stream.end_offsets import EndOffsets, RangeReader, StateEnds
 from sharing_guard.stream.kafka_io import (
     Headers,
     TableStateView,
@@ -170,6 +171,7 @@ class GuardWorker:
         self.telemetry = telemetry
         self.catchup = CatchUp()
         self.end_offsets = EndOffsets(settings.bootstrap_servers)
+        self.state_ends = StateEnds(self.end_offsets)
         self.gate = CommitGate()
         self.reader = RangeReader(settings.bootstrap_servers)
         self.started = False
@@ -477,9 +479,10 @@ class GuardWorker:
         }
         state = list(dict.fromkeys(tp for tps in targets_for.values() for tp in tps))
         # The state's end offsets are asked for now (after the batch arrived, so they
-        # cover all state acknowledged before its transfers were produced), and the
-        # batch is decoded while the broker answers.
-        ends = asyncio.ensure_future(self.end_offsets(state))
+        # cover all state acknowledged before its transfers were produced), unless an
+        # earlier reading covers the batch already, and the batch is decoded while the
+        # broker answers.
+        ends = self._state_ends(batch, state, shared)
         outbox = Outbox()
         pending = self._decode_transfers(batch, outbox)
         if not pending:  # dead letters only: the answer is not needed
@@ -514,6 +517,39 @@ class GuardWorker:
             )
             decided.append((item, decision, False))
         return await self._publish(decided, changelog, outbox)
+
+    def _state_ends(
+        self, batch: Sequence[Any], state: list[Partition], shared: list[Partition]
+    ) -> Awaitable[dict[Partition, int]]:
+        """The end offsets of ``state`` for ``batch``: those of the last reading if it
+        covers the batch (see :class:`StateEnds`), else from a new reading of the state
+        of every transfers partition this worker owns, asked for now."""
+        generation = self.app.consumer_generation_id
+        inputs: dict[Partition, int] = {}
+        for event in batch:
+            message = event.message
+            tp = Partition(message.topic, message.partition)
+            inputs[tp] = max(inputs.get(tp, -1), message.offset)
+        reused = self.state_ends.reuse(generation, inputs, state)
+        if reused is not None:
+            done: asyncio.Future[dict[Partition, int]] = asyncio.Future()
+            done.set_result(reused)
+            return done
+        t = self.settings.topics
+        consumer = self.app.consumer
+        covers: dict[Partition, int] = {}
+        every = list(state)
+        for assigned in consumer.assignment():
+            if assigned.topic != t.transfers:
+                continue
+            n = assigned.partition
+            every += [Partition(t.consents, n), Partition(t.rights, n)]
+            with contextlib.suppress(AssertionError):  # unassigned meanwhile
+                seen = consumer.highwater(assigned)
+                if seen is not None:
+                    covers[Partition(assigned.topic, n)] = seen
+        every = list(dict.fromkeys([*every, *shared]))
+        return asyncio.ensure_future(self.state_ends.read(generation, covers, every, state))
 
     def _owned(self, tps: list[Partition]) -> list[Partition]:
         """Those of ``tps`` assigned to this worker.
