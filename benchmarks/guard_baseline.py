@@ -8,16 +8,28 @@ It is configured exactly like the guard (the same ``SHARING_GUARD_*`` variables,
 (``stream.worker.faust_app``: raw bytes topics, ``producer_acks=-1``, the same partitions,
 memory store, the web server for ``/readyz``, the producer without per-send yields). It
 keeps the guard's batch discipline (``stream.noack_take(batch_max, within=batch_within_s)``,
-manual acks once the outputs are out), and per batch does what the guard's transfer agent
-does minus the guard: each record is decoded with ``contract_registry().decode`` and sent
-three times (to the ``decisions``, ``approved`` and ``audit`` topics of the settings, keyed
-like the guard's outputs, the input's headers passed on), with a producer flush before the
-sends (where the guard waits for its changelog records) and after them, and the acks only
-once every output is written. A change to the Faust app or its settings moves both apps.
+manual acks once the outputs are out).
 
-What it leaves out, on purpose: state agents and tables (so no changelog writes and no
-catch-up), the engine, encoding a decision and an audit record, tracing and metrics. The
-guard's throughput over this one's is what the guard's own work costs on top of Faust.
+It consumes the records the guard consumes and makes as many sends per record as the
+guard does, each record decoded with ``contract_registry().decode`` and forwarded as is,
+the input's headers passed on:
+
+* a transfer: four sends, like the guard's idempotency changelog record, decision, routed
+  request and audit record. The first goes to the ``blocked`` topic (which this worker
+  otherwise leaves alone) and is acknowledged before the other three go to ``decisions``,
+  ``approved`` and ``audit``, as the guard waits for its changelog before publishing.
+  The batch is acknowledged once every output is written.
+* a governance event (consents, subject rights, recipients, orders): three sends, like the
+  guard's state changelog, applied-events changelog and audit records: two to ``blocked``
+  and one to ``audit``. As in the guard's state agents, the batch does not wait for them.
+
+What it leaves out, on purpose: tables, catch-up, the engine, the order stage, encoding a
+decision and an audit record, tracing and metrics. The guard's throughput over this one's
+is what the guard's own work costs on top of Faust.
+
+``BASELINE_SENDS=3`` gives the baseline of earlier measurements instead: transfers only
+(governance not consumed), three sends each (``decisions``, ``approved``, ``audit``), with
+a producer flush where the guard waits for its changelog.
 
 Its sends are Faust's ``Topic.send``, one per record, as a plain Faust worker forwards.
 With ``BASELINE_OUTPUT=outbox`` it produces them the guard's way instead (one record batch
@@ -34,7 +46,6 @@ from typing import Any
 import faust
 from sharing_guard import bootstrap
 from sharing_guard.codec import DecodeError, contract_registry
-from sharing_guard.contract.events import TransferRequested
 from sharing_guard.settings import GuardSettings
 from sharing_guard.stream.kafka_io import aiokafka_producer, header_list
 from sharing_guard.stream.outbox import Outbox
@@ -42,6 +53,7 @@ from sharing_guard.stream.worker import faust_app
 
 log = logging.getLogger(__name__)
 OUTBOX = os.environ.get("BASELINE_OUTPUT", "faust") == "outbox"
+LEGACY = os.environ.get("BASELINE_SENDS", "4") == "3"
 RAW: dict[str, Any] = {
     "key_type": bytes,
     "value_type": bytes,
@@ -63,9 +75,13 @@ class Baseline:
         self.transfers_topic = app.topic(t.transfers, partitions=n, **RAW)
         self.decisions = app.topic(t.decisions, **RAW)
         self.approved = app.topic(t.approved, **RAW)
+        self.blocked = app.topic(t.blocked, **RAW)
         self.audit = app.topic(t.audit, **RAW)
         self.dlq = app.topic(t.dlq, **RAW)
         app.agent(self.transfers_topic, name="transfers")(self._transfers)
+        if not LEGACY:
+            governance = app.topic(t.consents, t.rights, t.recipients, t.orders, **RAW)
+            app.agent(governance, name="governance")(self._governance)
 
         @app.page("/readyz")
         async def readyz(web: Any, request: Any) -> Any:
@@ -76,46 +92,74 @@ class Baseline:
         async def livez(web: Any, request: Any) -> Any:
             return web.json({"live": True})
 
+    def _batches(self, stream: Any) -> Any:
+        return stream.noack_take(self.settings.batch_max, within=self.settings.batch_within_s)
+
     async def _transfers(self, stream: Any) -> None:
-        async for batch in stream.noack_take(
-            self.settings.batch_max, within=self.settings.batch_within_s
-        ):
-            sent = await self._forward_batch(batch)
+        async for batch in self._batches(stream):
+            sent = await self._forward_transfers(batch)
             await self.app.producer.flush()  # the guard waits until its outputs are written
             for future in sent:
                 await future
             for event in batch:
                 await stream.ack(event)
 
-    async def _forward_batch(self, batch: Sequence[Any]) -> list[Any]:
-        decoded: list[tuple[TransferRequested, Any]] = []
+    async def _governance(self, stream: Any) -> None:
+        t = self.settings.topics
+        async for batch in self._batches(stream):
+            await self._forward((t.blocked, t.blocked, t.audit), await self._decoded(batch))
+            for event in batch:
+                await stream.ack(event)
+
+    async def _decoded(self, batch: Sequence[Any]) -> list[tuple[Any, Any]]:
+        """The batch's records with their decoded events; dead letters for the others."""
+        decoded: list[tuple[Any, Any]] = []
         for event in batch:
             message = event.message
             try:
-                transfer = self.registry.decode(message.value)
+                decoded.append((self.registry.decode(message.value), message))
             except DecodeError as exc:
                 await self.dlq.send(key=message.key, value=message.value)
                 log.warning("undecodable record: %s", exc)
-                continue
-            decoded.append((transfer, message))
+        return decoded
+
+    async def _forward_transfers(self, batch: Sequence[Any]) -> list[Any]:
+        decoded = await self._decoded(batch)
         if not decoded:
             return []
-        await self.app.producer.flush()  # the guard's wait for its changelog writes
         t = self.settings.topics
+        if LEGACY:
+            await self.app.producer.flush()  # where the guard waits for its changelog
+        else:  # the guard's changelog records, acknowledged before anything is published
+            for future in await self._forward((t.blocked,), decoded, by_event=True):
+                await future
+        return await self._forward((t.decisions, t.approved, t.audit), decoded)
+
+    async def _forward(
+        self, names: Sequence[str], decoded: Sequence[tuple[Any, Any]], by_event: bool = False
+    ) -> list[Any]:
+        """Send each record to every topic in ``names``, keyed like the record (by event
+        id with ``by_event``, and always on the audit topic, like the guard's audit
+        records); the futures of the sends."""
+        t = self.settings.topics
+        topics = {
+            t.decisions: self.decisions,
+            t.approved: self.approved,
+            t.blocked: self.blocked,
+            t.audit: self.audit,
+        }
         outbox = Outbox()
         sent = []
-        for transfer, message in decoded:
+        for event, message in decoded:
             headers = header_list(message.headers)
-            key = transfer.account_id.encode()
-            audit_key = transfer.event_id.encode()
-            if OUTBOX:
-                outbox.add(t.decisions, key, message.value, headers)
-                outbox.add(t.approved, key, message.value, headers)
-                outbox.add(t.audit, audit_key, message.value, headers)
-                continue
-            sent.append(await self.decisions.send(key=key, value=message.value, headers=headers))
-            sent.append(await self.approved.send(key=key, value=message.value, headers=headers))
-            sent.append(await self.audit.send(key=audit_key, value=message.value, headers=headers))
+            event_key = event.event_id.encode()
+            for name in names:
+                key = event_key if by_event or name == t.audit else message.key
+                if OUTBOX:
+                    outbox.add(name, key, message.value, headers)
+                else:
+                    topic = topics[name]
+                    sent.append(await topic.send(key=key, value=message.value, headers=headers))
         if OUTBOX:
             sent = await outbox.send(await aiokafka_producer(self.app))
         return sent

@@ -19,8 +19,8 @@ One *run* of an app (the guard, ``python -m sharing_guard.cli worker``, or the b
    produced to the run's topics and acknowledged *before the worker starts* (all input up
    front; each transfer carries a ``bench.seq`` header);
 2. the worker starts. A reader (kafka-python, in this process) reads the run's
-   ``decisions`` topic, where the guard publishes each decision and the baseline its first
-   forward, both with the input's headers. **Sustained throughput** is
+   ``decisions`` topic, where the guard publishes each decision and the baseline forwards
+   each transfer, both with the input's headers. **Sustained throughput** is
    ``(n - 1) / (t_last - t_first)`` over the reader's receive times of the first and the
    last of the ``n`` outputs (start-up and the first fetch are not in it). Over the same
    window it samples, from /proc, the CPU time of the worker, of the broker and of this

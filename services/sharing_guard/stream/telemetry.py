@@ -7,11 +7,13 @@ type, purpose): never an account id or any other personal value.
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -124,13 +126,20 @@ def trace_context(headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | N
     """The producer's trace context carried in Kafka headers (W3C ``traceparent``); an
     empty context when the headers carry none of the propagator's fields."""
     items = headers.items() if isinstance(headers, Mapping) else (headers or [])
-    fields = propagate.get_global_textmap().fields
+    fields = _fields(propagate.get_global_textmap())
     carrier = {
         key: value.decode("latin-1")
         for key, value in items
         if key in fields and isinstance(value, bytes)
     }
     return propagate.extract(carrier) if carrier else Context()
+
+
+@lru_cache(maxsize=4)
+def _fields(propagator: TextMapPropagator) -> frozenset[str]:
+    """The header names ``propagator`` reads (a composite one builds the set anew at each
+    call: once per decision, without this)."""
+    return frozenset(propagator.fields)
 
 
 def build_telemetry(
