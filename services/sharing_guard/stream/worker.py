@@ -544,7 +544,7 @@ class GuardWorker:
                 continue
             n = assigned.partition
             every += [Partition(t.consents, n), Partition(t.rights, n)]
-            with contextlib.suppress(AssertionError):  # unassigned meanwhile
+            with contextlib.suppress(AssertionError, KeyError):  # unassigned meanwhile
                 seen = consumer.highwater(assigned)
                 if seen is not None:
                     covers[Partition(assigned.topic, n)] = seen
