@@ -532,7 +532,7 @@ class GuardWorker:
             inputs[tp] = max(inputs.get(tp, -1), message.offset)
         reused = self.state_ends.reuse(generation, inputs, state)
         if reused is not None:
-            done: asyncio.Future[dict[Partition, int]] = asyncio.Future()
+            done: asyncio.Future[dict[Partition, int]] = asyncio.get_running_loop().create_future()
             done.set_result(reused)
             return done
         t = self.settings.topics
