@@ -922,6 +922,17 @@ def summarise(runs: list[dict[str, Any]], configs: Sequence[Config]) -> list[dic
                 row["ratio_to_baseline"] = round(
                     row["decisions_per_s_median"] / base["decisions_per_s_median"], 3
                 )
+                # Round by round (the two runs of a round are minutes apart, so a drift of
+                # the machine moves both): steadier than the ratio of the medians.
+                pairs = zip(by_app[row["app"]], by_app["baseline"], strict=False)
+                by_round = [
+                    round(g["decisions_per_s"] / b["decisions_per_s"], 3)
+                    for g, b in pairs
+                    if g["decisions_per_s"] and b["decisions_per_s"]
+                ]
+                row["ratio_to_baseline_by_round"] = by_round
+                if by_round:
+                    row["ratio_to_baseline_round_median"] = round(statistics.median(by_round), 3)
                 if row["cpu_ms_per_decision_worker"] and base["cpu_ms_per_decision_worker"]:
                     row["cpu_ratio_to_baseline"] = round(
                         base["cpu_ms_per_decision_worker"] / row["cpu_ms_per_decision_worker"], 3
@@ -936,17 +947,21 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 
     lines = [
         "| config | app | dec/s median | dec/s best | guard/baseline (by CPU) "
+        "| guard/baseline by round: median (each) "
         "| worker CPU ms/dec | broker CPU ms/dec | waiting for CPU "
         "| latency p50 / p99 ms | to reader p50 / p99 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        ratio = ""
+        ratio = rounds = ""
         if "ratio_to_baseline" in r:
             ratio = f"**{r['ratio_to_baseline']:.2f}** ({num(r.get('cpu_ratio_to_baseline'), 2)})"
+        if r.get("ratio_to_baseline_by_round"):
+            each = ", ".join(f"{x:.2f}" for x in r["ratio_to_baseline_by_round"])
+            rounds = f"{r['ratio_to_baseline_round_median']:.2f} ({each})"
         lines.append(
             f"| {r['config']} | {r['app']} | {num(r['decisions_per_s_median'])} "
-            f"| {num(r['decisions_per_s_best'])} | {ratio} "
+            f"| {num(r['decisions_per_s_best'])} | {ratio} | {rounds} "
             f"| {num(r['cpu_ms_per_decision_worker'], 2)} "
             f"| {num(r['cpu_ms_per_decision_broker'], 2)} "
             f"| {num(r['worker_waiting_for_cpu_share'], 2)} "

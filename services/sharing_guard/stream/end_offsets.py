@@ -194,31 +194,43 @@ class RangeReader:
             client = await self._started()
             wanted = TopicPartition(tp.topic, tp.partition)
             client.assign([wanted])
-            client.seek(wanted, first)
-            out: list[ReadEvent] = []
-            deadline = time.monotonic() + timeout_s
-            while await client.position(wanted) < end:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"reading {tp.topic}/{tp.partition} {first}..{end - 1}")
-                fetched = await client.getmany(wanted, timeout_ms=500)
-                for record in fetched.get(wanted, []):
-                    if first <= record.offset < end:
-                        out.append(
-                            ReadEvent(
-                                ReadRecord(
-                                    topic=record.topic,
-                                    partition=record.partition,
-                                    offset=record.offset,
-                                    key=record.key,
-                                    value=record.value if record.value is not None else b"",
-                                    headers=list(record.headers),
-                                    timestamp=record.timestamp / 1000
-                                    if record.timestamp is not None
-                                    else None,
-                                )
+            try:
+                return await self._read(client, wanted, first, end, timeout_s)
+            finally:
+                # Left fetching, the client would read the partition in the background
+                # (every 20 ms at the end of the log) until the next read assigns another.
+                # (Paused, not unsubscribed: aiokafka's stop() can hang after that.)
+                client.pause(wanted)
+
+    @staticmethod
+    async def _read(
+        client: AIOKafkaConsumer, wanted: TopicPartition, first: int, end: int, timeout_s: float
+    ) -> list[ReadEvent]:
+        client.seek(wanted, first)
+        out: list[ReadEvent] = []
+        deadline = time.monotonic() + timeout_s
+        while await client.position(wanted) < end:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {wanted.topic}/{wanted.partition} {first}..{end - 1}")
+            fetched = await client.getmany(wanted, timeout_ms=500)
+            for record in fetched.get(wanted, []):
+                if first <= record.offset < end:
+                    out.append(
+                        ReadEvent(
+                            ReadRecord(
+                                topic=record.topic,
+                                partition=record.partition,
+                                offset=record.offset,
+                                key=record.key,
+                                value=record.value if record.value is not None else b"",
+                                headers=list(record.headers),
+                                timestamp=record.timestamp / 1000
+                                if record.timestamp is not None
+                                else None,
                             )
                         )
-            return out
+                    )
+        return out
 
     async def close(self) -> None:
         """Stop the clients that were started."""
