@@ -2,7 +2,8 @@
 
 Faust's consumer runs in its own thread and answers offset requests between long
 fetches (about 1.5 s each when idle), which would put that delay on every batch. A
-separate, group-less aiokafka client answers ``ListOffsets`` in about a millisecond.
+separate, group-less aiokafka client answers ``ListOffsets`` in about a millisecond, and
+:class:`StateEnds` shares one answer between the batches it covers.
 :class:`RangeReader` reads back records Faust skipped (see
 :mod:`sharing_guard.stream.commit_gate`).
 """
