@@ -78,6 +78,12 @@ class Baseline:
         self.blocked = app.topic(t.blocked, **RAW)
         self.audit = app.topic(t.audit, **RAW)
         self.dlq = app.topic(t.dlq, **RAW)
+        self.outputs = {
+            t.decisions: self.decisions,
+            t.approved: self.approved,
+            t.blocked: self.blocked,
+            t.audit: self.audit,
+        }
         app.agent(self.transfers_topic, name="transfers")(self._transfers)
         if not LEGACY:
             governance = app.topic(t.consents, t.rights, t.recipients, t.orders, **RAW)
@@ -142,12 +148,6 @@ class Baseline:
         id with ``by_event``, and always on the audit topic, like the guard's audit
         records); the futures of the sends."""
         t = self.settings.topics
-        topics = {
-            t.decisions: self.decisions,
-            t.approved: self.approved,
-            t.blocked: self.blocked,
-            t.audit: self.audit,
-        }
         outbox = Outbox()
         sent = []
         for event, message in decoded:
@@ -158,7 +158,7 @@ class Baseline:
                 if OUTBOX:
                     outbox.add(name, key, message.value, headers)
                 else:
-                    topic = topics[name]
+                    topic = self.outputs[name]
                     sent.append(await topic.send(key=key, value=message.value, headers=headers))
         if OUTBOX:
             sent = await outbox.send(await aiokafka_producer(self.app))
