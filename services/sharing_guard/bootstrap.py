@@ -1,5 +1,7 @@
 """The guard's composition root: settings in, a runnable worker out. Nothing else wires."""
 
+import asyncio
+import sys
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
@@ -9,16 +11,20 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from sharing_guard.codec import CodecRegistry, contract_registry
 from sharing_guard.policy_file import load_policy
 from sharing_guard.settings import GuardSettings
+from sharing_guard.stream.preflight import PreflightError, preflight
 from sharing_guard.stream.telemetry import Telemetry, build_telemetry
+from sharing_guard.stream.window import Window
 from sharing_guard.stream.worker import GuardWorker
 
 
 def build_worker(
+    window: Window,
     settings: GuardSettings | None = None,
     telemetry: Telemetry | None = None,
     registry: CodecRegistry | None = None,
 ) -> GuardWorker:
-    """A guard worker from the environment's settings (or the ones given).
+    """A guard worker from the environment's settings (or the ones given), keeping
+    idempotency entries for ``window`` (see :func:`~sharing_guard.stream.preflight.preflight`).
 
     Metrics go to Prometheus (served on ``/metrics``) unless ``telemetry`` is given.
     """
@@ -29,6 +35,7 @@ def build_worker(
         registry=registry or contract_registry().limited_to(settings.max_record_bytes),
         telemetry=telemetry
         or build_telemetry([PrometheusMetricReader()], _tracer_provider(settings)),
+        window=window,
     )
 
 
@@ -60,6 +67,14 @@ def faust_worker(app: Any, log_level: str) -> Any:
 
 
 def run_worker(settings: GuardSettings | None = None) -> None:
-    """Run one guard worker in the foreground until it is stopped (SIGINT/SIGTERM)."""
-    worker = build_worker(settings)
+    """Check the broker's topics (:func:`preflight`), then run one guard worker in the
+    foreground until it is stopped (SIGINT/SIGTERM). Exits with status 2 and a message
+    when the topics do not fit the settings."""
+    settings = settings or GuardSettings()
+    try:
+        window = asyncio.run(preflight(settings))
+    except PreflightError as exc:
+        print(f"sharing-guard worker: refusing to start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    worker = build_worker(window, settings)
     faust_worker(worker.app, worker.settings.log_level).execute_from_commandline()

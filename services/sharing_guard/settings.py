@@ -45,7 +45,10 @@ class GuardSettings(BaseSettings):
         default=6, ge=1, description="Partitions of the account-keyed topics (co-partitioned)."
     )
     policy_file: Path | None = Field(default=None, description="Policy file; default bundled.")
-    data_dir: Path = Field(default=Path(".cache/guard"), description="Faust local state.")
+    data_dir: Path = Field(
+        default=Path(".cache/guard"),
+        description="Local state (kept between restarts; rebuilt from the changelogs if lost).",
+    )
     batch_max: int = Field(
         default=500, ge=1, description="Most records processed per batch (transfers, governance)."
     )
@@ -55,6 +58,23 @@ class GuardSettings(BaseSettings):
     )
     session_timeout_s: float = Field(
         default=10.0, ge=3, description="A worker silent this long leaves the group."
+    )
+    idempotency_window_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="How long decisions and event ids are kept for redeliveries; default: "
+        "the transfers topic's retention.ms + segment.ms; shorter than retention.ms: refused.",
+    )
+    liveness_timeout_s: float = Field(
+        default=60.0, gt=0, description="/livez fails after this long with lag and no progress."
+    )
+    store_max_age_s: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="A local store older than this is rebuilt (changelog delete.retention.ms).",
+    )
+    changelog_replication: int = Field(
+        default=1, ge=1, description="Replication factor of the changelog topics it creates."
     )
     max_record_bytes: int = Field(default=1024 * 1024, ge=1024, description="Larger: DLQ.")
     web_host: str = Field(default="127.0.0.1", description="Health and metrics bind address.")

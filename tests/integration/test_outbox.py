@@ -13,10 +13,11 @@ from kafka.admin import NewTopic
 from sharing_guard.stream.outbox import Outbox
 
 PARTITIONS = 4
+LIMIT = 256 * 1024  # the producer's max_request_size, as the guard passes its own
 
 
 async def _produce_and_read(bootstrap: str, topic: str) -> tuple[dict[bytes, int], list[Any]]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_request_size=LIMIT)
     await producer.start()
     try:
         # Where aiokafka's own per-record send puts each key: the outbox must agree.
@@ -36,17 +37,19 @@ async def _produce_and_read(bootstrap: str, topic: str) -> tuple[dict[bytes, int
         outbox.add(topic, None, b"explicit", (("seq", b"explicit"),), partition=2)
         outbox.add(topic, None, b"keyless")
         assert len(outbox) == 202
-        futures = await outbox.send(producer)
+        deliveries = await outbox.send(producer, LIMIT)
+        futures = [d.future for d in deliveries]
         assert len(outbox) == 0
+        assert sum(d.records for d in deliveries) == 202
         assert len(futures) > PARTITIONS  # full batches were sent and new ones begun
         await asyncio.gather(*futures)
         assert all(f.done() and f.exception() is None for f in futures)
-        assert await outbox.send(producer) == []  # an empty outbox sends nothing
+        assert await outbox.send(producer, LIMIT) == []  # an empty outbox sends nothing
         # A record the producer could never send refuses the whole outbox, up front.
         outbox.add(topic, b"acct-0", b"never sent")
-        outbox.add(topic, b"acct-1", b"x" * (producer._max_request_size + 1))
+        outbox.add(topic, b"acct-1", b"x" * (LIMIT + 1))
         with pytest.raises(MessageSizeTooLargeError, match="max_request_size"):
-            await outbox.send(producer)
+            await outbox.send(producer, LIMIT)
         assert len(outbox) == 0
     finally:
         await producer.stop()

@@ -9,8 +9,7 @@ import asyncio
 
 from hypothesis import given
 from hypothesis import strategies as st
-from sharing_guard.stream.catchup import Partition
-from sharing_guard.stream.end_offsets import Reading, StateEnds
+from sharing_guard.stream.end_offsets import Partition, Reading, StateEnds
 
 T0 = Partition("sharing.transfers.requested", 0)
 T1 = Partition("sharing.transfers.requested", 1)

@@ -15,7 +15,7 @@ before land where they landed before.
 import asyncio
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka.errors import MessageSizeTooLargeError
 from aiokafka.partitioner import DefaultPartitioner, murmur2
@@ -31,6 +31,17 @@ def _key_index(key: bytes, partitions: int) -> int:
     (murmur2, in pure Python, so worth remembering for the accounts seen recently)."""
     hashed: int = murmur2(key)
     return (hashed & 0x7FFFFFFF) % partitions
+
+
+class Delivery(NamedTuple):
+    """One record batch handed to the producer: where it goes, how many records it
+    holds, and the future of the broker's answer (its metadata names the batch's first
+    offset)."""
+
+    topic: str
+    partition: int
+    records: int
+    future: "asyncio.Future[Any]"
 
 
 class Outbox:
@@ -55,21 +66,23 @@ class Outbox:
         listed = headers if isinstance(headers, list) else list(headers or ())
         self._records.append((topic, partition, key, value, listed))
 
-    async def send(self, producer: Any) -> list["asyncio.Future[Any]"]:
-        """Hand every queued record to ``producer`` (a started ``AIOKafkaProducer``) and
-        empty the outbox; returns one future per record batch, done when the broker has
-        acknowledged the batch (raising if it could not be written).
+    async def send(self, producer: Any, max_request_size: int) -> list[Delivery]:
+        """Hand every queued record to ``producer`` (a started ``AIOKafkaProducer``
+        configured with ``max_request_size``) and empty the outbox; returns one
+        :class:`Delivery` per record batch, in the order they were handed over, whose
+        future is done when the broker has acknowledged the batch (raising if it could
+        not be written).
 
         A batch that fills up is sent and another begun, so a partition may take several.
         Raises ``MessageSizeTooLargeError`` before sending anything when a record is
-        larger than the producer's ``max_request_size`` (as aiokafka's ``send`` does),
-        and what the producer raises (e.g. when it is closed); then nothing of the
-        batches not yet handed over is sent.
+        larger than ``max_request_size`` (as aiokafka's ``send`` does), and what the
+        producer raises (e.g. when it is closed); then nothing of the batches not yet
+        handed over is sent.
         """
         records, self._records = self._records, []
         if not records:
             return []
-        limit = producer._max_request_size
+        limit = max_request_size
         for topic, _, key, value, headers in records:  # as aiokafka's send() checks
             size = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
             if size > limit:
@@ -94,14 +107,18 @@ class Outbox:
                 else:
                     partition = known[0][_key_index(key, len(known[0]))]
             grouped.setdefault((topic, partition), []).append((key, value, headers))
-        futures: list[asyncio.Future[Any]] = []
+        sent: list[Delivery] = []
         for (topic, partition), items in grouped.items():
             batch = producer.create_batch()
+            count = 0
             for key, value, headers in items:
                 if batch.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
+                    future = await producer.send_batch(batch, topic, partition=partition)
+                    sent.append(Delivery(topic, partition, count, future))
+                    batch, count = producer.create_batch(), 0
                     # An empty batch takes any one record, whatever its size.
                     batch.append(timestamp=None, key=key, value=value, headers=headers)
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
-        return futures
+                count += 1
+            future = await producer.send_batch(batch, topic, partition=partition)
+            sent.append(Delivery(topic, partition, count, future))
+        return sent

@@ -61,9 +61,17 @@ class Telemetry:
         self.dead_letters = meter.create_counter(
             "sharing_guard_dead_letters", description="Records sent to the dead-letter topic"
         )
-        self.read_back = meter.create_counter(
-            "sharing_guard_read_back",
-            description="Input records Faust did not deliver, read back from the broker",
+        self.restored = meter.create_counter(
+            "sharing_guard_restored_records",
+            description="Changelog records read into the local store (restart, takeover)",
+        )
+        self.expired = meter.create_counter(
+            "sharing_guard_expired_entries",
+            description="Idempotency entries expired (tombstoned in the changelog)",
+        )
+        self.catch_up_fetches = meter.create_counter(
+            "sharing_guard_catch_up_fetches",
+            description="Fetches of state partitions a batch of transfers waited for",
         )
         self.guard_errors = meter.create_counter(
             "sharing_guard_faults", description="Transfers blocked because the guard faulted"
