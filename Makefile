@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup services demo test lint typecheck unit bench bench-kafka bench-scaleout bench-audit clean
+.PHONY: setup services demo test lint typecheck unit bench bench-kafka bench-scaleout bench-soak bench-audit clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,9 @@ bench-kafka: services  ## the guard on the real broker against a decode-and-forw
 
 bench-scaleout: services  ## the guard with 1 and then 2 workers on the same backlog
 	$(BIN)/python benchmarks/guard_scaleout.py $(BENCH_ARGS)
+
+bench-soak: services  ## one guard worker, 500,000 transfers: flat memory, bounded restarts
+	$(BIN)/python benchmarks/guard_soak.py $(BENCH_ARGS)
 
 bench-audit: services  ## audit sink: appends, verification, proofs (SQLite and PostgreSQL)
 	$(BIN)/python benchmarks/audit_bench.py $(BENCH_ARGS)

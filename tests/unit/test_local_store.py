@@ -26,7 +26,7 @@ def test_entries_and_position_survive_a_reopen(tmp_path: Path) -> None:
 
 
 def test_a_tombstone_removes_the_entry(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path / "s.sqlite3")
+    store = LocalStore(tmp_path / "s.sqlite3", cached=(b"a",))
     store.apply(CL, 0, 1, [Write(b"a", b"1")], now_ms=1)
     assert store.get(CL, 0, b"a") == b"1"  # cached now
     store.apply(CL, 0, 2, [Write(b"a", None)], now_ms=2)
@@ -75,7 +75,7 @@ def test_reset_forgets_the_partition_only(tmp_path: Path) -> None:
 def test_the_store_holds_what_replaying_the_changelog_leaves(
     tmp_path_factory: pytest.TempPathFactory, records: list[tuple[bytes, bytes | None]]
 ) -> None:
-    store = LocalStore(tmp_path_factory.mktemp("s") / "s.sqlite3", cache_size=2)
+    store = LocalStore(tmp_path_factory.mktemp("s") / "s.sqlite3", cached=(b"k1",), cache_size=2)
     expected: dict[bytes, bytes] = {}
     for offset, (key, value) in enumerate(records):
         store.apply(CL, 0, offset + 1, [Write(key, value)], now_ms=offset)

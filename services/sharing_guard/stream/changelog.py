@@ -54,6 +54,12 @@ def entry_key(kind: Kind, key: str) -> bytes:
     return f"{kind.value}:{key}".encode()
 
 
+STATE_PREFIXES = tuple(
+    f"{kind.value}:".encode() for kind in (Kind.CONSENT, Kind.RIGHTS, Kind.RECIPIENT, Kind.ORDER)
+)
+"""Key prefixes of state records (not idempotency entries)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Changelogs:
     """The changelog topic names of one application."""

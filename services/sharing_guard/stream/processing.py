@@ -101,7 +101,7 @@ class StateReader:
     holds the same bytes (records are immutable); the cache is emptied at ``cache_size``.
     """
 
-    def __init__(self, changelogs: Changelogs, cache_size: int = 65_536) -> None:
+    def __init__(self, changelogs: Changelogs, cache_size: int = 16_384) -> None:
         self._changelogs = changelogs
         self._cache_size = cache_size
         self._decoded: dict[tuple[str, int, bytes], tuple[bytes, StateRecord]] = {}

@@ -11,9 +11,10 @@ An entry may carry ``expires_at`` (epoch ms): idempotency entries do, state reco
 (consents, rights, recipients, orders) do not. :meth:`LocalStore.expired` lists the
 entries past it, for the worker to tombstone in the changelog and then delete here.
 
-Reads are point lookups on the primary key; a bounded cache keeps recently read and
-written values (the recipients most transfers go to, the accounts of a batch). The
-store does no Kafka I/O and reads no clock: callers pass offsets and times.
+Reads are point lookups on the primary key. A bounded cache keeps the values of keys
+with one of ``cached`` prefixes (state records: the recipients most transfers go to, the
+accounts of a batch), never idempotency entries, which are written once and rarely read
+again. The store does no Kafka I/O and reads no clock: callers pass offsets and times.
 """
 
 import sqlite3
@@ -54,7 +55,9 @@ class Write:
 class LocalStore:
     """Entries and positions of changelog partitions in one SQLite file."""
 
-    def __init__(self, path: Path, cache_size: int = 65_536) -> None:
+    def __init__(
+        self, path: Path, cached: tuple[bytes, ...] = (), cache_size: int = 16_384
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -65,6 +68,7 @@ class LocalStore:
         self._db.executescript(SCHEMA)
         self._cache: dict[tuple[str, int, bytes], bytes | None] = {}
         self._cache_size = cache_size
+        self._cached = cached
 
     def close(self) -> None:
         """Close the file."""
@@ -101,6 +105,8 @@ class LocalStore:
         return value
 
     def _remember(self, cache_key: tuple[str, int, bytes], value: bytes | None) -> None:
+        if not cache_key[2].startswith(self._cached):
+            return
         if len(self._cache) >= self._cache_size:
             self._cache.clear()
         self._cache[cache_key] = value

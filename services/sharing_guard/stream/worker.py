@@ -24,7 +24,7 @@ from mode import Service
 from sharing_guard.codec import CodecRegistry
 from sharing_guard.core.policy import Policy
 from sharing_guard.settings import GuardSettings
-from sharing_guard.stream.changelog import Changelogs
+from sharing_guard.stream.changelog import STATE_PREFIXES, Changelogs
 from sharing_guard.stream.liveness import Liveness
 from sharing_guard.stream.loop import InputLoop
 from sharing_guard.stream.processing import Processor
@@ -80,7 +80,7 @@ class GuardWorker:
     ) -> None:
         self.settings = settings
         self.telemetry = telemetry
-        self.store = LocalStore(settings.data_dir / "state.sqlite3")
+        self.store = LocalStore(settings.data_dir / "state.sqlite3", cached=STATE_PREFIXES)
         self.liveness = Liveness(settings.liveness_timeout_s, time.monotonic())
         processor = Processor(
             settings.topics, Changelogs.of(settings.app_id), policy, registry, telemetry, window
