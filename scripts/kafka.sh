@@ -26,8 +26,8 @@
 #   PYTHON [<repo>/.venv/bin/python]      an interpreter with kafka-python (`make setup`)
 #
 # Auto-creation is off by default: a misspelt topic name then fails loudly instead of
-# becoming a one-partition topic, and Faust declares its changelog/repartition topics itself
-# with CreateTopics. Set KAFKA_AUTO_CREATE_TOPICS=true to allow it.
+# becoming a one-partition topic, and the guard creates its compacted changelog topics itself
+# at start with CreateTopics. Set KAFKA_AUTO_CREATE_TOPICS=true to allow it.
 #
 # The script never talks to a broker it did not start: if the ports are taken by anything
 # else, `start` fails, and readiness requires the cluster id written by `start`'s format.

@@ -239,17 +239,6 @@ def settings_env(cls: type[BaseSettings]) -> dict[str, EnvVar]:
     return found
 
 
-def framework_env(service: Service) -> set[str]:
-    """Variables read by the framework the service runs on rather than by its settings: the
-    guard's faust app reads its own (``TOPIC_REPLICATION_FACTOR`` for the changelogs it
-    creates) for every option the worker does not pass explicitly."""
-    if service.name != "guard":
-        return set()
-    from faust.types.settings import Settings
-
-    return {p.env_name for p in Settings.SETTINGS.values() if p.env_name}
-
-
 def settings_prefixes() -> tuple[str, ...]:
     """The env prefixes of every service's settings class (plus the common Kafka alias)."""
     prefixes = {str(s.settings_class().model_config.get("env_prefix")) for s in SERVICES}

@@ -25,7 +25,6 @@ from deploy_support import (
     check_runtime_requirements,
     declared_topics,
     example_secret_values,
-    framework_env,
     image_env,
     service_of,
     service_routes,
@@ -169,11 +168,7 @@ def test_every_variable_is_read_by_the_service(resolved: dict[str, Any]) -> None
         command = _command(spec)
         text = " ".join(command)
         service = service_of(command)
-        read = (
-            set(settings_env(service.settings_class())) | framework_env(service)
-            if service
-            else set()
-        )
+        read = set(settings_env(service.settings_class())) if service else set()
         for key in spec.get("environment") or {}:
             if key in read:
                 continue

@@ -26,7 +26,6 @@ from deploy_support import (
     declared_topics,
     dockerfile_user,
     example_secret_values,
-    framework_env,
     image_env,
     is_crd,
     kubectl,
@@ -283,11 +282,7 @@ def test_every_variable_is_read_by_the_service(rendered: dict[Path, Resources]) 
             env, _ = _container_env(resources, container, {})
             command = _command(container)
             service = service_of(command)
-            read = (
-                set(settings_env(service.settings_class())) | framework_env(service)
-                if service
-                else set()
-            )
+            read = set(settings_env(service.settings_class())) if service else set()
             topics_module = any(word.endswith("scripts/kafka/topics.py") for word in command)
             for key in env:
                 if key in read:
@@ -438,4 +433,4 @@ def test_production_uses_a_pinned_registry_image(production: Resources) -> None:
 def test_guard_changelogs_are_replicated_like_the_topics(production: Resources) -> None:
     guard = _config_maps(production)["sharing-guard-guard"]
     topics = _config_maps(production)["sharing-guard-topics"]
-    assert guard["TOPIC_REPLICATION_FACTOR"] == topics["KAFKA_REPLICATION_FACTOR"]
+    assert guard["SHARING_GUARD_CHANGELOG_REPLICATION"] == topics["KAFKA_REPLICATION_FACTOR"]

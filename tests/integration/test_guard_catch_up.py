@@ -191,9 +191,10 @@ def test_a_batch_waiting_for_state_gives_way_to_a_rebalance(
     transfer = offer()
     metrics = InMemoryMetricReader()
 
-    async def scenario() -> TopicPartition:
+    async def scenario() -> tuple[bool, bool]:
         loop = await started_loop(kafka_bootstrap, topics, app_id, tmp_path / "d", metrics)
         other: AIOKafkaConsumer | None = None
+        running: asyncio.Task[None] | None = None
         try:
             for event in governance():
                 client.publish(event)
@@ -204,33 +205,59 @@ def test_a_batch_waiting_for_state_gives_way_to_a_rebalance(
                 # A second member joins; the loop's revocation callback begins and waits
                 # for this batch, which now finds its state behind.
                 other = await joining_member(kafka_bootstrap, app_id, loop.inputs)
-                for _ in range(300):
-                    if loop._revoking.is_set():
-                        break
-                    await asyncio.sleep(0.1)
-                assert loop._revoking.is_set(), "no rebalance began"
+                await until(loop._revoking.is_set, "no rebalance began")
                 await loop._process({tp: [record]})
-            return tp
+            decided_in_the_batch = counter(metrics, "sharing_guard_decisions") > 0
+            committed_in_the_batch = await committed_offset(kafka_bootstrap, app_id, tp)
+            # The second member leaves: every partition is the loop's again, from the
+            # committed offsets, and the transfer is decided once.
+            await asyncio.sleep(1)
+            await other.stop()
+            other = None
+            running = asyncio.ensure_future(loop.run())
+            await until(lambda: counter(metrics, "sharing_guard_decisions") >= 1, "not decided")
+            return decided_in_the_batch, committed_in_the_batch is not None
         finally:
             if other is not None:
                 await other.stop()
             await loop.stop()
+            if running is not None:
+                running.cancel()
 
     try:
-        tp = asyncio.run(scenario())
+        decided_in_the_batch, committed_in_the_batch = asyncio.run(scenario())
+        later = decisions.wait_for([transfer.event_id])[transfer.event_id]
         decisions.poll()
-        decided_ids = {d.event_id for d, _ in decisions.all}
-        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-        try:
-            committed = admin.list_group_offsets(app_id)[app_id]
-        finally:
-            admin.close()
+        copies = [d for d, _ in decisions.all if d.event_id == transfer.event_id]
     finally:
         client.close()
         decisions.close()
-    assert transfer.event_id not in decided_ids
-    assert counter(metrics, "sharing_guard_decisions") == 0
-    assert (tp.topic, tp.partition) not in {(t.topic, t.partition) for t in committed}
+    assert not decided_in_the_batch
+    assert not committed_in_the_batch
+    assert later.codes == (ReasonCode.CONSENT_WITHDRAWN,)
+    assert len(copies) == 1
+
+
+async def until(condition: Any, what: str, timeout_s: float = 30) -> None:
+    """Wait (without blocking the loop) until ``condition()`` holds."""
+    for _ in range(int(timeout_s * 10)):
+        if condition():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(what)
+
+
+async def committed_offset(bootstrap: str, group: str, tp: TopicPartition) -> int | None:
+    """What ``group`` has committed for ``tp``, read without joining it."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = await asyncio.to_thread(admin.list_group_offsets, group)
+    finally:
+        admin.close()
+    for found, meta in offsets.get(group, {}).items():
+        if (found.topic, found.partition) == (tp.topic, tp.partition) and meta.offset >= 0:
+            return int(meta.offset)
+    return None
 
 
 async def joining_member(bootstrap: str, group: str, topics: list[str]) -> AIOKafkaConsumer:
