@@ -63,7 +63,8 @@ class GuardSettings(BaseSettings):
         default=None,
         gt=0,
         description="How long decisions and event ids are kept for redeliveries; default: "
-        "the transfers topic's retention.ms + segment.ms; shorter than retention.ms: refused.",
+        "the longest retention.ms + segment.ms of the transfers and order-requests topics; "
+        "shorter than their retention.ms: refused at start.",
     )
     liveness_timeout_s: float = Field(
         default=60.0, gt=0, description="/livez fails after this long with lag and no progress."

@@ -142,7 +142,8 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             max_request_size=max_request_bytes(settings),
         )
         await self.producer.start()
-        await self.restorer.restore([(self.changelogs.recipients, 0)], RESTORE_TIMEOUT_S)
+        restored = await self.restorer.restore([(self.changelogs.recipients, 0)], RESTORE_TIMEOUT_S)
+        self.telemetry.restored.add(restored)
         await self.consumer.start()
         self.consumer.subscribe(self.inputs, listener=self)
 
@@ -445,8 +446,9 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
     # --- expiry and lag -----------------------------------------------------------------
 
     async def _expire(self) -> None:
-        """Tombstone the idempotency entries past their expiry in the changelog
-        partitions this worker writes, then delete them here (every few seconds)."""
+        """Every few seconds, tombstone the idempotency entries past their expiry in the
+        changelog partitions this worker writes, then delete them here; and delete those
+        of partitions kept from earlier assignments, which their writer tombstones."""
         now = time.monotonic()
         if now - self._last_expiry < EXPIRY_INTERVAL_S:
             return
@@ -455,7 +457,10 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         batch = Batch(self.store)
         owned = {self.processor.changelog_of(tp.topic, tp.partition) for tp in self._assigned}
         expired = 0
-        for topic, part in sorted(owned):
+        for topic, part in self.store.partitions():
+            if (topic, part) not in owned:
+                self.store.forget_expired(topic, part, now_ms)
+                continue
             for key in self.store.expired(topic, part, now_ms, EXPIRY_BATCH):
                 batch.write(topic, part, Write(key, None))
                 expired += 1

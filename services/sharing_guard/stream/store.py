@@ -165,6 +165,21 @@ class LocalStore:
         ).fetchall()
         return [bytes(row[0]) for row in rows]
 
+    def forget_expired(self, changelog: str, part: int, now_ms: int) -> int:
+        """Delete the partition's entries past their expiry without moving its position:
+        for a partition another worker writes, whose tombstones for them are on their way
+        (a restore applies them again, harmlessly). The number deleted."""
+        deleted = self._db.execute(
+            "DELETE FROM entries WHERE changelog = ? AND part = ? AND expires_at < ?",
+            (changelog, part, now_ms),
+        ).rowcount
+        return int(deleted)
+
+    def partitions(self) -> list[tuple[str, int]]:
+        """Every changelog partition this store holds a prefix of."""
+        rows = self._db.execute("SELECT changelog, part FROM positions ORDER BY 1, 2").fetchall()
+        return [(str(row[0]), int(row[1])) for row in rows]
+
     def count(self, changelog: str, parts: Iterable[int] | None = None) -> int:
         """How many entries the changelog's partitions (all, or ``parts``) hold here."""
         if parts is None:

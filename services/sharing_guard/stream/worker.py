@@ -42,6 +42,12 @@ class WithoutKafka(BootStrategy):
     enable_kafka = False
 
 
+class GuardApp(faust.App):
+    """The guard's Faust app: it boots without Faust's Kafka clients."""
+
+    BootStrategy = WithoutKafka
+
+
 class LoopService(Service):
     """The input loop as a service of the Faust app: started and stopped with it; the
     worker stops (and exits non-zero) if the loop fails."""
@@ -86,9 +92,8 @@ class GuardWorker:
             settings.topics, Changelogs.of(settings.app_id), policy, registry, telemetry, window
         )
         self.loop = InputLoop(settings, processor, self.store, telemetry, self.liveness)
-        self.app = faust.App(
+        self.app = GuardApp(
             settings.app_id,
-            store="memory://",
             datadir=str(settings.data_dir),
             web_enabled=True,
             web_bind=settings.web_host,
@@ -96,7 +101,6 @@ class GuardWorker:
             web_in_thread=False,
             loghandlers=[],
         )
-        self.app.boot_strategy = WithoutKafka(self.app)
         self.app.add_dependency(LoopService(self.loop))
         self.app.timer(interval=LAG_INTERVAL_S)(self.loop.measure_lag)
         self._add_web_views()
