@@ -36,7 +36,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import KafkaError
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 from aiokafka.structs import TopicPartition
 
 from sharing_guard.settings import GuardSettings
@@ -165,19 +165,39 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         """Process batches until stopped; raises what makes the worker unfit to go on."""
         try:
             while not self._stopping:
-                fetched = await self.consumer.getmany(
-                    timeout_ms=500, max_records=self.settings.batch_max
-                )
+                try:
+                    fetched = await self.consumer.getmany(
+                        timeout_ms=500, max_records=self.settings.batch_max
+                    )
+                except ConsumerStoppedError:
+                    if self._stopping:
+                        return
+                    raise
                 async with self._lock:
                     if self._taking_over is not None:
                         await self._take_over()
-                    records = {tp: rs for tp, rs in fetched.items() if tp in self._assigned}
+                    records = self._ours(fetched)
                     if records:
                         await self._process(records)
                         self.liveness.progressed(time.monotonic())
                     await self._expire()
         finally:
             self.liveness.loop_running = False
+
+    def _ours(self, fetched: Mapping[TopicPartition, list[Any]]) -> dict[TopicPartition, list[Any]]:
+        """The fetched records of partitions whose state this worker holds. Records of a
+        partition assigned to the consumer whose state is not restored yet (its
+        assignment callback has not run) are fetched again later: the consumer is moved
+        back to the first of them. Those of partitions no longer assigned are left to
+        their next owner, who starts from the committed offset."""
+        ours: dict[TopicPartition, list[Any]] = {}
+        consumer_has = self.consumer.assignment()
+        for tp, records in fetched.items():
+            if tp in self._assigned:
+                ours[tp] = records
+            elif tp in consumer_has and records:
+                self.consumer.seek(tp, records[0].offset)
+        return ours
 
     # --- rebalances ---------------------------------------------------------------------
 
