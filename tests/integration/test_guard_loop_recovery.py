@@ -1,5 +1,5 @@
-"""The input loop's catch-up, forced on the real broker (in process, so that the test, not
-timing, decides what the loop has consumed).
+"""The input loop's recovery paths, forced on the real broker (in process, so that the test,
+not timing, decides what the loop has consumed).
 
 The loop is started and joins its group, but its own ``getmany`` never runs: every state
 record produced is *behind* when the test hands the loop a transfer. Then:
@@ -9,7 +9,9 @@ record produced is *behind* when the test hands the loop a transfer. Then:
   the transfer and the state it applied;
 * when a rebalance begins while the batch waits for that state (a second member joins),
   the batch gives way: the transfer is neither decided nor committed, and goes to
-  whichever member owns its partition next.
+  whichever member owns its partition next;
+* records fetched for a partition whose state the loop has not taken over yet are not
+  dropped: the consumer is moved back and fetches them again once it has.
 """
 
 from __future__ import annotations
@@ -88,10 +90,16 @@ def offer() -> TransferRequested:
 
 
 async def started_loop(
-    bootstrap: str, topics: Topics, app_id: str, data_dir: Path, reader: InMemoryMetricReader
+    bootstrap: str,
+    topics: Topics,
+    app_id: str,
+    data_dir: Path,
+    reader: InMemoryMetricReader,
+    *,
+    take_over: bool = True,
 ) -> InputLoop:
-    """A worker's input loop, joined and owning every partition, its state restored; its
-    ``getmany`` never called."""
+    """A worker's input loop, joined and owning every partition, its state restored
+    (unless not ``take_over``); its ``getmany`` never called."""
     settings = GuardSettings(
         bootstrap_servers=bootstrap,
         app_id=app_id,
@@ -107,8 +115,9 @@ async def started_loop(
         if loop._taking_over is not None:
             break
         await asyncio.sleep(0.1)
-    async with loop._lock:
-        await loop._take_over()
+    if take_over:
+        async with loop._lock:
+            await loop._take_over()
     return loop
 
 
@@ -273,3 +282,46 @@ async def joining_member(bootstrap: str, group: str, topics: list[str]) -> AIOKa
     )
     await member.start()
     return member
+
+
+def test_records_fetched_before_the_take_over_are_fetched_again_after_it(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    topics = fresh_topics(kafka_bootstrap)
+    app_id = f"refetch-{topics.transfers[-8:]}"
+    client = TransferClient(kafka_bootstrap, topics=topics)
+    transfer = offer()
+    metrics = InMemoryMetricReader()
+
+    async def scenario() -> tuple[dict[TopicPartition, list[Any]], list[int], list[int]]:
+        loop = await started_loop(
+            kafka_bootstrap, topics, app_id, tmp_path / "d", metrics, take_over=False
+        )
+        try:
+            client.publish(transfer)
+            tp = (await record_of(kafka_bootstrap, topics.transfers, transfer.event_id)).partition
+            wanted = TopicPartition(topics.transfers, tp)
+            first: dict[TopicPartition, list[Any]] = {}
+            for _ in range(100):  # the consumer fetches; the state is not taken over
+                first = await loop.consumer.getmany(wanted, timeout_ms=200)
+                if first:
+                    break
+            kept = loop._ours(first)
+            async with loop._lock:
+                await loop._take_over()
+            again = await loop.consumer.getmany(wanted, timeout_ms=5_000)
+            return (
+                kept,
+                [r.offset for r in first.get(wanted, [])],
+                [r.offset for r in again.get(wanted, [])],
+            )
+        finally:
+            await loop.stop()
+
+    try:
+        kept, fetched, fetched_again = asyncio.run(scenario())
+    finally:
+        client.close()
+    assert fetched  # the consumer did fetch the transfer before the take-over
+    assert kept == {}  # not processed without its state
+    assert fetched_again == fetched  # and fetched again afterwards
