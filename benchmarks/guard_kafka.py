@@ -533,6 +533,7 @@ class Timers:
         self.total: defaultdict[str, float] = defaultdict(float)
         self.count: defaultdict[str, int] = defaultdict(int)
         self.batch_sizes: list[int] = []
+        self.longest: defaultdict[str, float] = defaultdict(float)
         self.state_ends: Any = None
         self.in_decide = False
         self.first_decide: float | None = None
@@ -543,8 +544,10 @@ class Timers:
         self.on_first_batch: Callable[[], None] | None = None
 
     def add(self, name: str, started: float) -> None:
-        self.total[name] += time.perf_counter() - started
+        took = time.perf_counter() - started
+        self.total[name] += took
         self.count[name] += 1
+        self.longest[name] = max(self.longest[name], took)
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         if not asyncio.iscoroutinefunction(fn):
@@ -614,22 +617,9 @@ class Timers:
             setattr(loop, name, self.wrap(name, getattr(loop, name)))
         processor = loop.processor
         for name in ("apply_governance", "decode_transfers", "decide_transfers"):
-            setattr(processor, name, self.wrap_sync(name, getattr(processor, name)))
-        loop.end_offsets = self.wrap("end_offsets (ListOffsets)", loop.end_offsets.__call__)
-        loop.state_ends._read = loop.end_offsets
+            setattr(processor, name, self.wrap(name, getattr(processor, name)))
+        loop.state_ends._read = self.wrap("end_offsets (ListOffsets)", loop.end_offsets.__call__)
         self.state_ends = loop.state_ends
-
-    def wrap_sync(self, name: str, fn: Any) -> Any:
-        """``fn`` (synchronous), its wall time added to ``name``."""
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.add(name, started)
-
-        return timed
 
     def _instrument_producer(self) -> None:
         from aiokafka.producer import sender as aiokafka_sender
@@ -673,6 +663,7 @@ class Timers:
                 "shared": getattr(self.state_ends, "shared", None),
             },
             "wall_s": {k: round(v, 3) for k, v in sorted(self.total.items())},
+            "longest_ms": {k: round(v * 1000, 1) for k, v in sorted(self.longest.items())},
             "calls": dict(sorted(self.count.items())),
             "thread_cpu_s_in_window": {
                 name: round(cpu - self.threads_first.get(name, 0.0), 2)

@@ -11,7 +11,8 @@ A pass of the loop (docs/ordering.md has the argument):
 3. The batch's changelog records are produced and acknowledged, then written to the
    local store with their changelog offsets; then its outputs (decisions, routed
    requests, audit records, dead letters) are produced and acknowledged.
-4. The offsets after the records processed are committed.
+4. The offsets after the records processed are committed (the next batch runs while the
+   broker answers; the next commit, a rebalance and a stop wait for that answer).
 
 Nothing is committed that was not processed and acknowledged, by construction: there
 is no other path to a commit, and a record fetched but not returned by ``getmany`` is
@@ -113,6 +114,7 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._joined = False
         self._restoring = False
         self._taking_over: set[TopicPartition] | None = None
+        self._commit: asyncio.Future[None] | None = None
         self._stopping = False
         self._last_expiry = 0.0
         self.lag_total = 0
@@ -138,7 +140,7 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
-            linger_ms=1,
+            linger_ms=0,  # a batch's records are batched by the Outbox already
             max_request_size=max_request_bytes(settings),
         )
         await self.producer.start()
@@ -151,6 +153,7 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         """Leave the group (after the batch in hand) and stop every client."""
         self._stopping = True
         async with self._lock:
+            await self._committed()
             await self.consumer.stop()
         await self.producer.stop()
         await self.restorer.close()
@@ -207,6 +210,7 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self._revoking.set()
         try:
             async with self._lock:
+                await self._committed()
                 self._generation += 1
                 self._assigned = set()
                 self._taking_over = None
@@ -440,12 +444,24 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             self.telemetry.record_decisions(batch.decided, time.time())
         if batch.commits:
             offsets = {TopicPartition(topic, part): o for (topic, part), o in batch.commits.items()}
-            try:
-                await self.consumer.commit(offsets)
-            except KafkaError as exc:  # partitions gone to another worker meanwhile
-                log.warning("commit failed (%s); the records will be delivered again", exc)
-            else:
-                self._next.update(offsets)
+            await self._committed()  # one commit in flight at a time, in order
+            self._commit = asyncio.ensure_future(self._send_commit(offsets))
+
+    async def _send_commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit ``offsets`` (everything below them is processed and acknowledged)."""
+        try:
+            await self.consumer.commit(offsets)
+        except KafkaError as exc:  # partitions gone to another worker meanwhile
+            log.warning("commit failed (%s); the records will be delivered again", exc)
+        else:
+            self._next.update(offsets)
+
+    async def _committed(self) -> None:
+        """Wait for the commit in flight, if any. The next batch runs while a commit is
+        answered; a rebalance, a stop and the next commit wait for it."""
+        if self._commit is not None:
+            await self._commit
+            self._commit = None
 
     async def _acknowledged(self, deliveries: Sequence[Delivery]) -> Sequence[Delivery]:
         """Wait until the broker acknowledged every delivery; raise the first failure.
