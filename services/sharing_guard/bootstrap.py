@@ -11,6 +11,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from sharing_guard.codec import CodecRegistry, contract_registry
 from sharing_guard.policy_file import load_policy
 from sharing_guard.settings import GuardSettings
+from sharing_guard.stream.migrate import MigrationError, migrate_faust_state
 from sharing_guard.stream.preflight import PreflightError, preflight
 from sharing_guard.stream.telemetry import Telemetry, build_telemetry
 from sharing_guard.stream.window import Window
@@ -64,6 +65,24 @@ def faust_worker(app: Any, log_level: str) -> Any:
     runner = faust.Worker(app, loglevel=log_level, quiet=True)
     runner.spinner = None
     return runner
+
+
+def migrate_state(settings: GuardSettings | None = None) -> int:
+    """``sharing-guard migrate-faust-state``: check the topics (creating the changelogs),
+    then carry the Faust tables' state over; 0 when done, 2 with a message when refused."""
+    settings = settings or GuardSettings()
+    try:
+        asyncio.run(preflight(settings))
+        carried = asyncio.run(migrate_faust_state(settings))
+    except (PreflightError, MigrationError) as exc:
+        print(f"sharing-guard migrate-faust-state: {exc}", file=sys.stderr)
+        return 2
+    for name, written in carried.written.items():
+        print(
+            f"{name}: {carried.read[name]} record(s) read, {written} entries written"
+            + (f", {carried.malformed[name]} malformed skipped" if carried.malformed[name] else "")
+        )
+    return 0
 
 
 def run_worker(settings: GuardSettings | None = None) -> None:

@@ -41,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a guard worker on Kafka; see docs/configuration.md for its settings.",
     )
     commands.add_parser(
+        "migrate-faust-state",
+        help="carry the state of the earlier Faust tables into the worker's changelogs",
+        description="Copy consents, rights, recipients and orders from the Faust table "
+        "changelogs of SHARING_GUARD_APP_ID into the changelogs of the current worker; run "
+        "once, with the old workers stopped and before the new ones start (docs/operations.md).",
+    )
+    commands.add_parser(
         "alerts",
         help="post security alerts to a webhook (configured by SHARING_GUARD_ALERTS_*)",
         description="Consume the guard's outputs and post security alerts to a webhook; "
@@ -83,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "orders":
         return run_orders(args)
+    if args.command == "migrate-faust-state":
+        from sharing_guard.bootstrap import migrate_state
+
+        return migrate_state()
     if args.command == "worker":
         from sharing_guard.bootstrap import run_worker
 

@@ -130,7 +130,7 @@ def test_a_restart_on_the_kept_store_answers_a_redelivery_without_reading_the_ch
         publish(client, stream)
         first = reader.wait_for({t.event_id for t in stream})
         worker.stop()
-        changelog = changelog_records(kafka_bootstrap, f"{app_id}-account-changelog")
+        changelog = changelog_records(kafka_bootstrap, f"{app_id}-account-state-changelog")
         assert len(changelog) >= len(stream) - 3  # one decision each (order stage aside)
 
         worker = start(env, tmp_path / "w2.log")  # the same data directory
@@ -181,7 +181,7 @@ def test_an_expired_entry_is_tombstoned_and_a_late_repeat_is_decided_afresh(
             )
         records = [
             r
-            for r in changelog_records(kafka_bootstrap, f"{app_id}-account-changelog")
+            for r in changelog_records(kafka_bootstrap, f"{app_id}-account-state-changelog")
             if r.key == key
         ]
         assert records[0].value is not None

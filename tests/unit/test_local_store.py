@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sharing_guard.stream.store import LocalStore, Write
 
-CL = "app-account-changelog"
+CL = "app-account-state-changelog"
 
 
 def test_entries_and_position_survive_a_reopen(tmp_path: Path) -> None:

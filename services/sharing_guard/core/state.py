@@ -2,8 +2,8 @@
 
 Each record is what the guard knows about one key (a consent, a recipient, an account's
 rights, an order). A reducer takes the current record (or ``None``) and one event and
-returns the next record; it never mutates. Storage (an immutable map for replay, Faust
-tables for the stream) is the caller's concern.
+returns the next record; it never mutates. Storage (an immutable map for replay, the
+worker's local store for the stream) is the caller's concern.
 """
 
 from collections.abc import Callable
@@ -192,7 +192,7 @@ class StateChange:
 
 
 def state_change(event: GovernanceEvent) -> StateChange:
-    """The change a governance event makes, for any store (immutable map or Faust table)."""
+    """The change a governance event makes, for any store (immutable map or local store)."""
     if isinstance(event, ConsentChanged):
         key = consent_key(event.account_id, event.scope, event.recipient_id)
         return StateChange(StateTable.CONSENTS, key, lambda cur: next_consent(cur, event))

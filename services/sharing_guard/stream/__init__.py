@@ -1,1 +1,2 @@
-"""The stream processor: Faust workers around the pure core (adapters only)."""
+"""The stream processor: the guard worker (a Faust app running its own input loop) and its
+adapters around the pure core."""

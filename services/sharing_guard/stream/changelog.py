@@ -2,12 +2,12 @@
 
 Three changelogs, named after the application id:
 
-* ``<app>-account-changelog``, one partition per account partition: the consents and
+* ``<app>-account-state-changelog``, one partition per account partition: the consents and
   rights of the accounts of transfers partition *p*, the decisions of its transfers
   and the governance event ids it has seen, all in partition *p*.
-* ``<app>-orders-changelog``, one partition: orders, their spent quota, the decisions
+* ``<app>-orders-state-changelog``, one partition: orders, their spent quota, the decisions
   of the order stage and the order event ids seen.
-* ``<app>-recipients-changelog``, one partition: registered recipients and the
+* ``<app>-recipients-state-changelog``, one partition: registered recipients and the
   recipient event ids seen. Written by the worker that owns ``governance.recipients``,
   read by every worker (each needs every recipient).
 
@@ -72,9 +72,9 @@ class Changelogs:
     def of(cls, app_id: str) -> "Changelogs":
         """The changelogs of application ``app_id``."""
         return cls(
-            account=f"{app_id}-account-changelog",
-            orders=f"{app_id}-orders-changelog",
-            recipients=f"{app_id}-recipients-changelog",
+            account=f"{app_id}-account-state-changelog",
+            orders=f"{app_id}-orders-state-changelog",
+            recipients=f"{app_id}-recipients-state-changelog",
         )
 
 

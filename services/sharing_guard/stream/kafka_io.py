@@ -25,7 +25,7 @@ DECISION_HEADERS = (
 
 
 def header_list(headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None) -> Headers:
-    """Kafka headers as a list of (name, bytes), whatever form Faust gives them in."""
+    """Kafka headers as a list of (name, bytes), whatever form a client gives them in."""
     if headers is None:
         return []
     if isinstance(headers, Mapping):

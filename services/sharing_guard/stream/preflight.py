@@ -10,6 +10,7 @@ Any failure is a :class:`PreflightError` with a message for the operator; the wo
 then exits without having consumed or produced anything.
 """
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
@@ -54,7 +55,7 @@ async def preflight(settings: GuardSettings) -> Window:
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers.split(","))
     await admin.start()
     try:
-        counts = await _partition_counts(admin, [*expected, *wanted_changelogs])
+        counts = await partition_counts(admin, [*expected, *wanted_changelogs])
         _check_inputs(expected, counts)
         missing = [name for name in wanted_changelogs if name not in counts]
         if missing:
@@ -93,8 +94,8 @@ def _check_inputs(expected: Mapping[str, int], counts: Mapping[str, int]) -> Non
             )
 
 
-async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
-    """Partition counts of those of ``names`` that exist."""
+async def partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
+    """Partition counts of those of ``names`` that exist (as the controller knows them)."""
     described = await admin.describe_topics(names)
     counts = {}
     for topic in described:
@@ -114,4 +115,16 @@ async def _create(
                 for name, partitions in wanted.items()
             ]
         )
+    for _ in range(300):  # until every partition has a leader (KRaft answers at once)
+        described = await admin.describe_topics(list(wanted))
+        if all(
+            t.get("error_code", 0) == 0
+            and len(t["partitions"]) == wanted[t["topic"]]
+            and all(p.get("leader", -1) >= 0 for p in t["partitions"])
+            for t in described
+        ):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise PreflightError(f"changelog topics {sorted(wanted)} created but not ready in 30 s")
     log.warning("created changelog topics %s", ", ".join(sorted(wanted)))

@@ -1,4 +1,4 @@
-"""Bytes for governance state records, as the Faust tables (and their changelogs) keep them.
+"""Bytes for governance state records, as the local store and the changelogs keep them.
 
 Compact JSON: timestamps as epoch milliseconds, sets as sorted lists, enums by value.
 Decoding is strict: a changelog record that does not parse is a fault, not a default.
