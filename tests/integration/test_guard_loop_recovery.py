@@ -167,6 +167,7 @@ def test_a_transfer_waits_for_the_state_behind_it_and_both_are_committed(
             tp = TopicPartition(record.topic, record.partition)
             async with loop._lock:
                 await loop._process({tp: [record]})
+                await loop._committed()  # the commit is answered while a next batch runs
             consents = TopicPartition(topics.consents, record.partition)
             committed = {
                 t: await loop.consumer.committed(t)

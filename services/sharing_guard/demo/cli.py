@@ -108,11 +108,15 @@ class _Signals:
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.received is None:
-            self.received = signal.Signals(signum).name
-            # A stop takes seconds; should it hang, say where every thread is.
-            faulthandler.dump_traceback_later(STOP_DIAGNOSIS_S, exit=False)
-        self.stop.set()
+        if self.received is not None:
+            return  # stopping already (Ctrl-C reaches the demo more than once)
+        self.received = signal.Signals(signum).name
+        # A stop takes seconds; should it hang, say where every thread is.
+        faulthandler.dump_traceback_later(STOP_DIAGNOSIS_S, exit=False)
+        # Set from a thread of its own: the handler runs on the main thread between two
+        # bytecodes, possibly while that thread holds the Event's lock (seen: a second
+        # SIGINT inside the first handler's ``set`` waited for that lock for ever).
+        threading.Thread(target=self.stop.set, name="stop-signal", daemon=True).start()
 
 
 class Demo:
