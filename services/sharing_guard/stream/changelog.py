@@ -167,12 +167,13 @@ class Restorer:
                 self._store.reset(tp.topic, tp.partition, start, now_ms)
                 position = start
             if position < end:
-                read += await self._read(client, tp, position, end, timeout_s)
+                count = await self._read(client, tp, position, end, timeout_s)
+                read += count
                 log.info(
                     "restored %s/%d: %d record(s) from offset %d",
                     tp.topic,
                     tp.partition,
-                    read,
+                    count,
                     position,
                 )
         self.restored += read
