@@ -66,6 +66,12 @@ class GuardSettings(BaseSettings):
         "the longest retention.ms + segment.ms of the transfers and order-requests topics; "
         "shorter than their retention.ms: refused at start.",
     )
+    check_retention: bool = Field(
+        default=True,
+        description="Read the inputs' retention.ms from the broker at start and check the "
+        "idempotency window against it. Off only for a broker that cannot describe topic "
+        "configs (the demo's embedded Tansu); the window must then be set explicitly.",
+    )
     liveness_timeout_s: float = Field(
         default=60.0, gt=0, description="/livez fails after this long with lag and no progress."
     )

@@ -136,3 +136,20 @@ def test_worker_environment_is_private_and_complete(
     assert settings.data_dir == tmp_path
     assert settings.policy_file is None
     assert settings.topics == plan.topics
+
+
+def test_the_embedded_broker_gets_an_explicit_unchecked_window(tmp_path: Path) -> None:
+    def env_for(base: dict[str, str]) -> dict[str, str]:
+        return worker_env(
+            base,
+            bootstrap="127.0.0.1:1",
+            app_id="sharing-guard-demo-x",
+            data_dir=tmp_path,
+            port=4242,
+            topics=plan_topics("demo-x").env(),
+        )
+
+    assert "SHARING_GUARD_CHECK_RETENTION" not in env_for({})  # checked on Apache Kafka
+    tansu = env_for({"DEMO_UNCHECKED_WINDOW_S": "86400"})
+    assert tansu["SHARING_GUARD_CHECK_RETENTION"] == "false"
+    assert tansu["SHARING_GUARD_IDEMPOTENCY_WINDOW_S"] == "86400"

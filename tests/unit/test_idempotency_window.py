@@ -75,3 +75,16 @@ def test_no_accepted_window_is_shorter_than_the_retention(
         return
     assert window.window_ms >= retention
     assert window.expires_at(TRANSFERS, 0) == window.window_ms
+
+
+def test_an_unchecked_window_must_be_given_and_keeps_governance_ids() -> None:
+    from sharing_guard.settings import GuardSettings
+    from sharing_guard.stream.preflight import PreflightError, unchecked_window
+
+    with pytest.raises(PreflightError, match="SHARING_GUARD_IDEMPOTENCY_WINDOW_S"):
+        unchecked_window(GuardSettings(check_retention=False), [TRANSFERS, REQUESTS])
+    window = unchecked_window(
+        GuardSettings(check_retention=False, idempotency_window_s=60), [TRANSFERS, REQUESTS]
+    )
+    assert window.expires_at(TRANSFERS, 0) == 60_000
+    assert window.expires_at(CONSENTS, 0) is None

@@ -60,6 +60,10 @@ def worker_env(
             **topics,
         }
     )
+    unchecked = base.get("DEMO_UNCHECKED_WINDOW_S")
+    if unchecked:  # a broker that cannot describe topic configs (the embedded Tansu)
+        env["SHARING_GUARD_CHECK_RETENTION"] = "false"
+        env["SHARING_GUARD_IDEMPOTENCY_WINDOW_S"] = unchecked
     return env
 
 

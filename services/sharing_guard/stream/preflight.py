@@ -20,7 +20,12 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from sharing_guard.settings import GuardSettings
 from sharing_guard.stream.changelog import Changelogs
-from sharing_guard.stream.window import Window, WindowError, idempotency_window, read_retention
+from sharing_guard.stream.window import (
+    Window,
+    WindowError,
+    idempotency_window,
+    read_retention,
+)
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +73,40 @@ async def preflight(settings: GuardSettings) -> Window:
                 )
     finally:
         await admin.close()
-    try:
-        retention = await read_retention(settings.bootstrap_servers, list(expected))
-        window = idempotency_window(
-            retention, [t.transfers, t.order_requests], settings.idempotency_window_s
-        )
-    except (WindowError, LookupError) as exc:
-        raise PreflightError(str(exc)) from exc
+    if not settings.check_retention:
+        window = unchecked_window(settings, [t.transfers, t.order_requests])
+    else:
+        try:
+            retention = await read_retention(settings.bootstrap_servers, list(expected))
+            window = idempotency_window(
+                retention, [t.transfers, t.order_requests], settings.idempotency_window_s
+            )
+        except (WindowError, LookupError) as exc:
+            raise PreflightError(str(exc)) from exc
     log.warning(
         "idempotency window %.0f s; governance event ids kept for good on: %s",
         window.window_ms / 1000,
         ", ".join(sorted(k for k, v in window.expiry_ms.items() if v is None)) or "none",
     )
     return window
+
+
+def unchecked_window(settings: GuardSettings, transient: list[str]) -> Window:
+    """The window set explicitly, not checked against the broker
+    (``SHARING_GUARD_CHECK_RETENTION=false``): the transient topics' entries expire with
+    it, governance ids are kept for good."""
+    if settings.idempotency_window_s is None:
+        raise PreflightError(
+            "SHARING_GUARD_CHECK_RETENTION=false needs SHARING_GUARD_IDEMPOTENCY_WINDOW_S: "
+            "without the broker's retention there is no default window"
+        )
+    window_ms = round(settings.idempotency_window_s * 1000)
+    log.warning(
+        "idempotency window %d ms NOT checked against the inputs' retention "
+        "(SHARING_GUARD_CHECK_RETENTION=false)",
+        window_ms,
+    )
+    return Window(window_ms, {topic: window_ms for topic in transient})
 
 
 def _check_inputs(expected: Mapping[str, int], counts: Mapping[str, int]) -> None:
@@ -95,7 +121,13 @@ def _check_inputs(expected: Mapping[str, int], counts: Mapping[str, int]) -> Non
 
 
 async def partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, int]:
-    """Partition counts of those of ``names`` that exist (as the controller knows them)."""
+    """Partition counts of those of ``names`` that exist. Only existing topics are
+    described: a broker that creates topics on a metadata request (Tansu does) would
+    otherwise create the missing ones with its default partition count."""
+    existing = set(await admin.list_topics())
+    names = [name for name in names if name in existing]
+    if not names:
+        return {}
     described = await admin.describe_topics(names)
     counts = {}
     for topic in described:

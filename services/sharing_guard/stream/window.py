@@ -25,6 +25,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import KafkaError
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +61,9 @@ class Window:
     expiry_ms: Mapping[str, int | None]
 
     def expires_at(self, topic: str, now_ms: int) -> int | None:
-        """When an entry made now for a record of ``topic`` expires (``None``: never)."""
-        ttl = self.expiry_ms.get(topic, self.window_ms)
+        """When an entry made now for a record of ``topic`` expires (``None``: never, also
+        for a topic the window does not know)."""
+        ttl = self.expiry_ms.get(topic)
         return None if ttl is None else now_ms + ttl
 
 
@@ -116,14 +118,7 @@ async def read_retention(bootstrap: str, topics: Sequence[str]) -> dict[str, Ret
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap.split(","))
     await admin.start()
     try:
-        responses = await admin.describe_configs(
-            [
-                ConfigResource(
-                    ConfigResourceType.TOPIC, topic, {"retention.ms": None, "segment.ms": None}
-                )
-                for topic in topics
-            ]
-        )
+        responses = await _describe(admin, topics)
     finally:
         await admin.close()
     found: dict[str, Retention] = {}
@@ -138,6 +133,30 @@ async def read_retention(bootstrap: str, topics: Sequence[str]) -> dict[str, Ret
     if missing:
         raise LookupError(f"the broker did not describe topics {missing}")
     return found
+
+
+async def _describe(admin: AIOKafkaAdminClient, topics: Sequence[str]) -> list[Any]:
+    """The broker's DescribeConfigs answers for ``topics``; ``LookupError`` if it gives
+    none (a broker without the API closes the connection)."""
+    try:
+        return list(
+            await admin.describe_configs(
+                [
+                    ConfigResource(
+                        ConfigResourceType.TOPIC,
+                        topic,
+                        {"retention.ms": None, "segment.ms": None},
+                    )
+                    for topic in topics
+                ]
+            )
+        )
+    except KafkaError as exc:
+        raise LookupError(
+            f"the broker did not describe the inputs' configs ({type(exc).__name__}); the "
+            "idempotency window cannot be checked against their retention (a broker without "
+            "DescribeConfigs: see SHARING_GUARD_CHECK_RETENTION in docs/operations.md)"
+        ) from exc
 
 
 def _ms(values: Mapping[str, Any], name: str) -> int:
