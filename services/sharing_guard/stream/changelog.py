@@ -24,7 +24,7 @@ store older than the changelog's tombstones are kept).
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -123,15 +123,6 @@ class Restorer:
         if self._client is not None:
             await self._client.stop()
             self._client = None
-
-    async def end_offsets(self, tps: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        """The end offset of each changelog partition."""
-        client = await self._started()
-        wanted = [TopicPartition(topic, part) for topic, part in tps]
-        if not wanted:
-            return {}
-        ends = await client.end_offsets(wanted)
-        return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
 
     async def restore(self, tps: Sequence[tuple[str, int]], timeout_s: float) -> int:
         """Bring each changelog partition in ``tps`` up to its current end; the number of

@@ -23,14 +23,11 @@ class Partition(NamedTuple):
     partition: int
 
 
-async def _groupless_consumer(
-    bootstrap: list[str], fetch_max_wait_ms: int = 500
-) -> AIOKafkaConsumer:
+async def _groupless_consumer(bootstrap: list[str]) -> AIOKafkaConsumer:
     """A started aiokafka consumer outside any group, committing nothing: it only answers
-    offset requests and reads partitions it is told to."""
+    offset requests."""
     client = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
-        fetch_max_wait_ms=fetch_max_wait_ms,
         enable_auto_commit=False,
         group_id=None,
         isolation_level="read_uncommitted",
