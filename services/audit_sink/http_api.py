@@ -15,19 +15,25 @@ read-only (and the key store, for ``/entries``) through :mod:`audit_sink.bootstr
 command line does, and closes it before answering: SQLite connections belong to one thread,
 and FastAPI runs these endpoints in a thread pool. Verifications run one at a time.
 
-Every route but ``/healthz`` needs ``Authorization: Bearer <token>``; the token is compared in
-constant time (:func:`hmac.compare_digest` over SHA-256 digests, which also hides its length)
-and is never logged. The token holder reads what ``query`` shows: decrypted account ids and
-event JSON where the subject's key still exists. Logs carry one line per request with the
-method, the route *template*, the status and the time: never a query string (which may name
-an account), a header or a body. An unexpected error is logged by type and stack frames only,
-never its message, and answered 500; a store that cannot be reached is answered 503.
+Every route but ``/healthz`` (and ``/openapi.json``) needs ``Authorization: Bearer <token>``,
+checked by the shared HTTP edge (:mod:`sharing_guard.edge.asgi`) before anything of the request
+is validated or read; the token is compared in constant time (:func:`hmac.compare_digest` over
+SHA-256 digests, which also hides its length) and is never logged. The edge also refuses a body
+over :data:`MAX_BODY_BYTES` (413), two ``Authorization`` headers (400), and puts the security
+headers on every response, errors included. The token holder reads what ``query`` shows:
+decrypted account ids and event JSON where the subject's key still exists. Logs carry one line
+per request with the method, the route *template*, the status and the time: never a query
+string (which may name an account), a header or a body. An unexpected error is logged by type
+and stack frames only, never its message, and answered 500; a store that cannot be reached is
+answered 503.
 
-Status codes: 200; 400 a parameter the validation cannot express (an instant without a time
-zone, an unknown or repeated parameter, an account search without the index key); 401 no or
-wrong token; 404 no such event, or not covered by a checkpoint yet; 409 the store does not
-prove what it holds (run ``/verify``); 422 a parameter of the wrong type or range; 503 the
-store is unavailable. Errors are ``{"detail": ...}``: a message, or FastAPI's list for 422.
+Status codes: 200; 400 two ``Authorization`` headers, or a parameter the validation cannot
+express (an instant without a time zone, an unknown or repeated parameter, an account search
+without the index key); 401 no or wrong token; 404 no such event, or not covered by a
+checkpoint yet; 409 the store does not prove what it holds (run ``/verify``); 422 a parameter
+of the wrong type or range; 503 the store is unavailable; 413 a body over the limit. Errors are
+``{"detail": ...}``: a message, or for 422 a list naming each bad parameter's location and rule
+(never the value sent).
 """
 
 from __future__ import annotations
@@ -40,10 +46,7 @@ import logging
 import re
 import signal
 import sqlite3
-import sys
 import threading
-import time
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,11 +56,13 @@ from typing import Annotated, Any, Final, Literal, cast
 
 import psycopg
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from sharing_guard.edge import logsafe
+from sharing_guard.edge.asgi import Edge, EdgePolicy, UnauthorizedError
+from sharing_guard.edge.params import only
 
 from audit_sink import bootstrap
 from audit_sink.checkpoint import NoteVerifier
@@ -93,6 +98,9 @@ ENTRY_PARAMETERS: Final = frozenset(
     ("account", "recipient", "outcome", "reason", "order_ref", "from", "to", "limit", "format")
 )
 TRUNCATED_HEADER: Final = "Audit-Sink-Truncated"
+MAX_BODY_BYTES: Final = 8192
+"""Every route is a GET: a body is never needed, and a large one is refused unread (413)."""
+PUBLIC_PATHS: Final = frozenset(("/healthz", "/openapi.json"))
 
 _EXIT_OK, _EXIT_CANNOT_RUN = 0, 2
 _MAX_TEXT: Final = 256
@@ -251,10 +259,30 @@ def create_app(settings: AuditSinkSettings, *, token: str) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.audit_sink = service
-    app.add_middleware(_RequestGuard)
+    app.router.redirect_slashes = False  # a redirect would echo the Host header
+    app.add_middleware(
+        Edge,
+        policy=EdgePolicy(
+            max_body_bytes=MAX_BODY_BYTES,
+            authenticate=_authenticate(service.token_digest),
+            public_paths=PUBLIC_PATHS,
+            logger=logger,
+        ),
+    )
+    app.add_exception_handler(RequestValidationError, _invalid)
     app.include_router(_public)
     app.include_router(_protected)
     return app
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each bad parameter by location and rule, never echoing the value sent."""
+    assert isinstance(exc, RequestValidationError)
+    problems = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type")}
+        for err in exc.errors()
+    ]
+    return JSONResponse({"detail": problems}, status_code=422)
 
 
 def _service(request: Request) -> _Service:
@@ -270,42 +298,31 @@ _bearer = HTTPBearer(
 )
 
 
-def _unauthorised(message: str, *, invalid: bool) -> HTTPException:
-    challenge = f'{_REALM}, error="invalid_token"' if invalid else _REALM
-    return HTTPException(401, message, headers={"WWW-Authenticate": challenge})
+def _authenticate(token_digest: bytes) -> Callable[[str | None], None]:
+    """The edge's check of the ``Authorization`` header: the right bearer token, compared in
+    constant time; it runs before anything of the request is validated or read."""
+
+    def check(header: str | None) -> None:
+        scheme, _, token = (header or "").partition(" ")
+        if not header or scheme.lower() != "bearer" or not token.strip():
+            raise UnauthorizedError("send Authorization: Bearer <token>", _REALM)
+        presented = hashlib.sha256(token.strip().encode("utf-8", "replace")).digest()
+        if not hmac.compare_digest(presented, token_digest):
+            raise UnauthorizedError(
+                "the bearer token is not valid", f'{_REALM}, error="invalid_token"'
+            )
+
+    return check
 
 
 async def _authorised(
-    service: Service,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> None:
-    """Let the request through only with the right bearer token (before any validation)."""
-    if credentials is None:
-        raise _unauthorised("send Authorization: Bearer <token>", invalid=False)
-    presented = hashlib.sha256(credentials.credentials.encode("utf-8", "replace")).digest()
-    if not hmac.compare_digest(presented, service.token_digest):
-        raise _unauthorised("the bearer token is not valid", invalid=True)
-
-
-def _only(*names: str) -> Callable[[Request], None]:
-    """A dependency refusing query parameters other than ``names``, or given twice: a typo
-    (``outcom=BLOCK``) or an option this API does not have (``trusted_checkpoint``) must not
-    be silently ignored."""
-    allowed = frozenset(names)
-    shown = ", ".join(sorted(allowed)) if allowed else "none"
-
-    def strict(request: Request) -> None:
-        given = [name for name, _ in request.query_params.multi_items()]
-        for name in given:
-            if name not in allowed:
-                raise HTTPException(
-                    400, f"unknown query parameter {name!r}; this route takes: {shown}"
-                )
-        for name in given:
-            if given.count(name) > 1:
-                raise HTTPException(400, f"query parameter {name!r} is given more than once")
-
-    return strict
+    """Declares the bearer scheme in the OpenAPI description; the edge (:class:`Edge`)
+    checked the token before the request got here."""
+    if "principal" not in request.scope.get("state", {}):  # a route the edge did not guard
+        raise HTTPException(401, "send Authorization: Bearer <token>")
 
 
 _public = APIRouter()
@@ -368,7 +385,7 @@ _Text = Annotated[str | None, Query(min_length=1, max_length=_MAX_TEXT)]
 @_protected.get(
     "/entries",
     summary="Decisions and governance changes, filtered as `audit-sink query`",
-    dependencies=[Depends(_only(*ENTRY_PARAMETERS))],
+    dependencies=[Depends(only(*ENTRY_PARAMETERS))],
     response_model=list[EntryBody],
     responses={
         200: {
@@ -451,7 +468,7 @@ def _report_body(report: Report) -> dict[str, Any]:
 @_protected.get(
     "/verify",
     summary="Verify the whole log against its checkpoints and the pinned key",
-    dependencies=[Depends(_only())],
+    dependencies=[Depends(only())],
     response_model=VerifyBody,
 )
 def verify(service: Service) -> JSONResponse:
@@ -478,9 +495,9 @@ def _latest_note(service: _Service, reader: LogReader) -> tuple[int, str]:
 
 
 @_protected.get(
-    "/proof/{event_id}",
+    "/proof/{event_id:path}",
     summary="C2SP tlog-proof of one decision (else governance change), checkable offline",
-    dependencies=[Depends(_only())],
+    dependencies=[Depends(only())],
     response_class=PlainTextResponse,
     responses={
         404: _error("No record of that event, or not covered by a signed checkpoint yet."),
@@ -489,7 +506,7 @@ def _latest_note(service: _Service, reader: LogReader) -> tuple[int, str]:
 )
 def proof(
     service: Service,
-    event_id: Annotated[str, Path(min_length=1, max_length=_MAX_TEXT)],
+    event_id: Annotated[str, Path(min_length=1, max_length=_MAX_TEXT)],  # any id, "/" too
 ) -> PlainTextResponse:
     """The proof bundle (its ``extra`` line holds the leaf) under the latest checkpoint."""
     with _reading(service) as reader:
@@ -516,7 +533,7 @@ def proof(
 @_protected.get(
     "/checkpoint",
     summary="The latest signed checkpoint (C2SP signed note)",
-    dependencies=[Depends(_only())],
+    dependencies=[Depends(only())],
     response_class=PlainTextResponse,
     responses={404: _error("The log has no signed checkpoint yet."), 409: _NOT_PROVEN},
 )
@@ -530,7 +547,7 @@ def checkpoint(service: Service) -> PlainTextResponse:
 @_protected.get(
     "/transparency-report",
     summary="Law-enforcement orders and disclosures of a period, as `audit-sink report`",
-    dependencies=[Depends(_only("from", "to", "format"))],
+    dependencies=[Depends(only("from", "to", "format"))],
     responses={
         200: {
             "description": "JSON (the default) or, with format=table, the readable table.",
@@ -562,61 +579,6 @@ def transparency_report(
     if output == "table":
         return PlainTextResponse(render_table(report))
     return JSONResponse(report.to_dict())
-
-
-class _RequestGuard:
-    """Outermost application code: one log line per request, never a query string or a
-    header; ``Cache-Control: no-store`` and ``nosniff``; an unexpected error becomes a 500
-    logged by type and frames only (its message may quote data)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-        answered = False
-
-        async def send_with_headers(message: Message) -> None:
-            nonlocal status, answered
-            if message["type"] == "http.response.start":
-                status, answered = message["status"], True
-                headers = MutableHeaders(scope=message)
-                headers["Cache-Control"] = "no-store"
-                headers["X-Content-Type-Options"] = "nosniff"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_headers)
-        except Exception as exc:  # logged without its message, then answered 500
-            logger.error(
-                "%s %s failed: %s\n%s",
-                scope["method"],
-                _route(scope),
-                type(exc).__name__,
-                "".join(traceback.format_tb(exc.__traceback__)).rstrip(),
-            )
-            if not answered:
-                await JSONResponse({"detail": "internal error"}, 500)(scope, receive, send)
-        route = _route(scope)
-        logger.log(
-            logging.DEBUG if route == "/healthz" and status == 200 else logging.INFO,
-            "%s %s %d %.1fms",
-            scope["method"],
-            route,
-            status,
-            (time.perf_counter() - started) * 1000,
-        )
-
-
-def _route(scope: Scope) -> str:
-    """The matched route's template (``/proof/{event_id}``), never the path as sent."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else "<no route>"
 
 
 # -- the server ------------------------------------------------------------------------------
@@ -673,9 +635,7 @@ def serve(settings: AuditSinkSettings, host: str = DEFAULT_HOST, port: int = DEF
         raise SettingsError("the port must be 1 to 65535")
     app = create_app(settings, token=api_token(settings))
     _probe(settings)
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    logsafe.configure(logging.INFO)
     if not _is_loopback(host):
         logger.warning(
             "listening on %s without TLS: the token and personal data cross the network in "

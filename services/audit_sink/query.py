@@ -41,8 +41,9 @@ class InstantError(ValueError):
 def parse_instant(text: str | None) -> datetime | None:
     """The instant a time filter names (``None`` for none): RFC 3339 with a zone.
 
-    ``InstantError`` (its message completes "FILTER ...") when ``text`` is not an instant or
-    has no zone: a zoneless time would be read in some machine's local time.
+    ``InstantError`` (its message completes "FILTER ...") when ``text`` is not an instant,
+    has no zone (a zoneless time would be read in some machine's local time), or lies
+    outside the years 1 to 9999 once in UTC. The instant is returned in UTC.
     """
     if text is None:
         return None
@@ -52,7 +53,10 @@ def parse_instant(text: str | None) -> datetime | None:
         raise InstantError("is not an RFC 3339 instant") from None
     if value.tzinfo is None:
         raise InstantError("needs a time zone")
-    return value
+    try:  # 0001-01-01T00:00+01:00 is before the first UTC instant: nothing can render it
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InstantError("is outside the years 1 to 9999 in UTC") from None
 
 
 class PersonalStatus(StrEnum):

@@ -60,6 +60,8 @@ class TransferClient:
         registry: CodecRegistry | None = None,
         producer: Any = None,
         timeout_s: float = 10.0,
+        *,
+        max_request_size: int = 1_048_576,
     ) -> None:
         self.topics = topics or Topics()
         self.registry = registry or contract_registry()
@@ -70,6 +72,7 @@ class TransferClient:
             retries=5,
             max_in_flight_requests_per_connection=1,
             linger_ms=0,
+            max_request_size=max_request_size,
         )
 
     def publish_async(self, event: Event) -> Any:

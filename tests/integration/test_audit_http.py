@@ -270,7 +270,10 @@ def test_openapi_declares_the_bearer_scheme_on_every_protected_route(
     }
     names = {p["name"] for p in spec["paths"]["/entries"]["get"]["parameters"]}
     assert names == ENTRY_PARAMETERS
-    assert storeless.get("/docs").status_code == 404  # no CDN-scripted page
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for page in ("/docs", "/redoc"):  # no CDN-scripted page, with a token or without
+        assert storeless.get(page, headers=auth).status_code == 404
+        assert storeless.get(page).status_code == 401
 
 
 @sqlite_only

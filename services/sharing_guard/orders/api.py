@@ -1,10 +1,18 @@
 """The HTTP API of the order workflow (FastAPI; OpenAPI at ``/openapi.json``).
 
-``/livez`` and ``/readyz`` need no token; every ``/orders`` call needs a bearer token
-whose role allows it (see :mod:`sharing_guard.orders.auth`): 401 with
-``WWW-Authenticate`` when the token is missing, malformed, unknown or expired, 403 when
-the role does not allow the call. Invalid requests get 422 naming every bad field
-(without echoing values); a refused change (four eyes, revoked...) gets 409.
+``/livez``, ``/readyz`` and ``/openapi.json`` need no token; every other path needs a
+bearer token, checked by the shared HTTP edge (:mod:`sharing_guard.edge.asgi`) before the
+body is read: 401 with ``WWW-Authenticate`` when the token is missing, malformed, unknown
+or expired; then 403 when the role does not allow the call (see
+:mod:`sharing_guard.orders.auth`). The edge also refuses two ``Authorization`` headers
+(400), a body over ``max_body_bytes`` (413) and JSON repeating a key (422), and puts the
+security headers on every response. Unknown or repeated query parameters get 400; invalid
+requests 422 naming every bad field (without echoing values); a refused change (four eyes,
+revoked...) 409; an order too large for a broker record 413.
+
+Order references may hold ``/`` (``ZH/2026/117``): the routes take the rest of the path as
+the reference, sent plain or as ``%2F``. The interactive ``/docs`` and ``/redoc`` pages are
+off: they load scripts from a public CDN into the page where a token would be pasted.
 """
 
 import logging
@@ -19,8 +27,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from sharing_guard.edge.asgi import Edge, EdgePolicy, UnauthorizedError
+from sharing_guard.edge.identifiers import ORDER_REF_MAX, normalise
+from sharing_guard.edge.params import only
 from sharing_guard.orders.auth import (
     MISSING_TOKEN,
     Action,
@@ -37,12 +49,25 @@ from sharing_guard.orders.schemas import (
     RevokeOrder,
     ValidationProblem,
 )
-from sharing_guard.orders.service import OrderNotFoundError, OrderService, UnavailableError
+from sharing_guard.orders.service import (
+    InvalidRequestError,
+    OrderNotFoundError,
+    OrderService,
+    TooLargeError,
+    UnavailableError,
+)
 
 log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="A token issued by the administrator.")
 
-OrderRef = Annotated[str, Path(min_length=1, max_length=256, description="The order reference.")]
+OrderRef = Annotated[
+    str,
+    Path(min_length=1, max_length=4 * ORDER_REF_MAX, description="The order reference."),
+    AfterValidator(normalise),  # as registered: the full-width form names the same order
+]
+PUBLIC_PATHS = frozenset(("/livez", "/readyz", "/openapi.json"))
+_CHALLENGE = 'Bearer realm="sharing-guard-orders"'
+
 
 _AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "Missing, malformed, unknown or expired token."},
@@ -51,16 +76,12 @@ _AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 _CHANGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_AUTH_RESPONSES,
-    400: {"model": Problem, "description": "The body is not JSON."},
+    400: {"model": Problem, "description": "Unknown or repeated query parameter."},
     404: {"model": Problem, "description": "No such order."},
     409: {"model": Problem, "description": "Refused: four eyes, already approved, revoked..."},
+    413: {"model": Problem, "description": "Too large for the service or a broker record."},
     503: {"model": Problem, "description": "Kafka unreachable; nothing was changed."},
 }
-
-
-class _UnauthorizedError(Exception):
-    def __init__(self, description: str) -> None:
-        self.description = description
 
 
 class _ForbiddenError(Exception):
@@ -74,6 +95,8 @@ def create_app(
     readiness: Callable[[], dict[str, bool]],
     clock: Callable[[], datetime],
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    *,
+    max_body_bytes: int = 524_288,
 ) -> FastAPI:
     """The FastAPI application over a service; the composition root supplies the parts."""
     app = FastAPI(
@@ -82,16 +105,39 @@ def create_app(
         description="Law-enforcement orders: register, approve (four eyes), revoke, "
         "and the disclosures made under each.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.router.redirect_slashes = False  # a redirect would echo the Host header
+
+    def authenticate(header: str | None) -> Principal:
+        try:
+            return authenticator.authenticate(header, clock())
+        except AuthError as exc:
+            challenge = _CHALLENGE
+            if exc.description != MISSING_TOKEN:  # RFC 6750: no error code without a token
+                challenge += f', error="invalid_token", error_description="{exc.description}"'
+            raise UnauthorizedError(exc.description, challenge) from None
+
+    app.add_middleware(
+        Edge,
+        policy=EdgePolicy(
+            max_body_bytes=max_body_bytes,
+            authenticate=authenticate,
+            public_paths=PUBLIC_PATHS,
+            logger=log,
+        ),
     )
 
     def principal(
         request: Request,
         _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     ) -> Principal:
-        try:
-            return authenticator.authenticate(request.headers.get("authorization"), clock())
-        except AuthError as exc:
-            raise _UnauthorizedError(exc.description) from None
+        """The caller the edge authenticated (``Security`` declares the scheme in OpenAPI)."""
+        who = request.scope.get("state", {}).get("principal")
+        if not isinstance(who, Principal):  # never: the edge guards every /orders path
+            raise RuntimeError("a protected route was reached without authentication")
+        return who
 
     def allowed(action: Action) -> Callable[[Principal], Principal]:
         def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
@@ -104,20 +150,102 @@ def create_app(
 
         return check
 
-    @app.exception_handler(_UnauthorizedError)
-    async def unauthorized(request: Request, exc: _UnauthorizedError) -> JSONResponse:
-        log.warning(
-            "unauthenticated call refused: %s %s: %s",
-            request.method,
-            request.url.path,
-            exc.description,
-        )
-        challenge = 'Bearer realm="sharing-guard-orders"'
-        if exc.description != MISSING_TOKEN:  # RFC 6750: no error code without a token
-            challenge += f', error="invalid_token", error_description="{exc.description}"'
-        return JSONResponse(
-            {"detail": exc.description}, status_code=401, headers={"WWW-Authenticate": challenge}
-        )
+    _add_error_handlers(app)
+
+    @app.get("/livez", tags=["health"], dependencies=[Depends(only())])
+    def livez() -> dict[str, bool]:
+        """The process answers."""
+        return {"live": True}
+
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        responses={503: {"description": "Not ready."}},
+        dependencies=[Depends(only())],
+    )
+    def readyz() -> JSONResponse:
+        """Ready when the Kafka producer is connected and the state is loaded."""
+        parts = readiness()
+        ready = all(parts.values())
+        return JSONResponse({"ready": ready, **parts}, status_code=200 if ready else 503)
+
+    @app.post(
+        "/orders",
+        status_code=201,
+        responses=_CHANGE_RESPONSES,
+        tags=["orders"],
+        dependencies=[Depends(only())],
+    )
+    def register_order(
+        body: RegisterOrder,
+        who: Annotated[Principal, Depends(allowed(Action.REGISTER))],
+    ) -> OrderOut:
+        """Register an order in the caller's name; it is pending until a second officer
+        approves it."""
+        return service.register(who, body)
+
+    @app.post(
+        "/orders/{order_ref:path}/approve",
+        responses=_CHANGE_RESPONSES,
+        tags=["orders"],
+        dependencies=[Depends(only())],
+    )
+    def approve_order(
+        order_ref: OrderRef,
+        who: Annotated[Principal, Depends(allowed(Action.APPROVE))],
+    ) -> OrderOut:
+        """Approve an order; refused (409) for the officer who registered it."""
+        return service.approve(who, order_ref)
+
+    @app.post(
+        "/orders/{order_ref:path}/revoke",
+        responses=_CHANGE_RESPONSES,
+        tags=["orders"],
+        dependencies=[Depends(only())],
+    )
+    def revoke_order(
+        order_ref: OrderRef,
+        body: RevokeOrder,
+        who: Annotated[Principal, Depends(allowed(Action.REVOKE))],
+    ) -> OrderOut:
+        """Revoke an order, with the reason; final."""
+        return service.revoke(who, order_ref, body.reason)
+
+    @app.get(
+        "/orders",
+        responses={**_AUTH_RESPONSES, 400: _CHANGE_RESPONSES[400]},
+        tags=["orders"],
+        dependencies=[Depends(only("state"))],
+    )
+    def list_orders(
+        who: Annotated[Principal, Depends(allowed(Action.READ))],
+        query: Annotated[ListQuery, Query()],
+    ) -> list[OrderOut]:
+        """Every order with its state and disclosure count (unknown parameters refused)."""
+        return service.list(query.state)
+
+    @app.get(
+        "/orders/{order_ref:path}",
+        responses={
+            **_AUTH_RESPONSES,
+            400: _CHANGE_RESPONSES[400],
+            404: {"model": Problem, "description": "No such order."},
+        },
+        tags=["orders"],
+        dependencies=[Depends(only())],
+    )
+    def show_order(
+        order_ref: OrderRef,
+        who: Annotated[Principal, Depends(allowed(Action.READ))],
+    ) -> OrderOut:
+        """One order with its state and each disclosure made under it."""
+        return service.show(order_ref)
+
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Each refusal of the service as its status code, ``{"detail": ...}``."""
 
     @app.exception_handler(_ForbiddenError)
     async def forbidden(request: Request, exc: _ForbiddenError) -> JSONResponse:
@@ -131,6 +259,15 @@ def create_app(
     async def not_found(request: Request, exc: OrderNotFoundError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
 
+    @app.exception_handler(TooLargeError)
+    async def too_large(request: Request, exc: TooLargeError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=413)
+
+    @app.exception_handler(InvalidRequestError)
+    async def invalid_request(request: Request, exc: InvalidRequestError) -> JSONResponse:
+        problem = {"loc": ["body", exc.field], "msg": str(exc), "type": "value_error"}
+        return JSONResponse({"detail": [problem]}, status_code=422)
+
     @app.exception_handler(UnavailableError)
     async def unavailable(request: Request, exc: UnavailableError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503)
@@ -139,13 +276,18 @@ def create_app(
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code != 405:
             return await http_exception_handler(request, exc)
-        # Starlette names only the first route's methods; list every route's on the path.
+        # Starlette names only the first route's methods; list every route's of the same
+        # template (an order reference may hold "/": "/orders/a/revoke" could also name the
+        # order "a/revoke", but the call was routed as a revocation).
+        template = getattr(request.scope.get("route"), "path", None)
         path = request.url.path
         methods = sorted(
             {
                 method
                 for route in app.routes
-                if isinstance(route, APIRoute) and route.path_regex.match(path)
+                if isinstance(route, APIRoute)
+                and route.path_regex.match(path)
+                and template in (None, route.path)
                 for method in route.methods or ()
             }
         )
@@ -160,63 +302,3 @@ def create_app(
             for err in exc.errors()
         ]
         return JSONResponse({"detail": problems}, status_code=422)
-
-    @app.get("/livez", tags=["health"])
-    def livez() -> dict[str, bool]:
-        """The process answers."""
-        return {"live": True}
-
-    @app.get("/readyz", tags=["health"], responses={503: {"description": "Not ready."}})
-    def readyz() -> JSONResponse:
-        """Ready when the Kafka producer is connected and the state is loaded."""
-        parts = readiness()
-        ready = all(parts.values())
-        return JSONResponse({"ready": ready, **parts}, status_code=200 if ready else 503)
-
-    @app.post("/orders", status_code=201, responses=_CHANGE_RESPONSES, tags=["orders"])
-    def register_order(
-        body: RegisterOrder,
-        who: Annotated[Principal, Depends(allowed(Action.REGISTER))],
-    ) -> OrderOut:
-        """Register an order in the caller's name; it is pending until a second officer
-        approves it."""
-        return service.register(who, body)
-
-    @app.post("/orders/{order_ref}/approve", responses=_CHANGE_RESPONSES, tags=["orders"])
-    def approve_order(
-        order_ref: OrderRef,
-        who: Annotated[Principal, Depends(allowed(Action.APPROVE))],
-    ) -> OrderOut:
-        """Approve an order; refused (409) for the officer who registered it."""
-        return service.approve(who, order_ref)
-
-    @app.post("/orders/{order_ref}/revoke", responses=_CHANGE_RESPONSES, tags=["orders"])
-    def revoke_order(
-        order_ref: OrderRef,
-        body: RevokeOrder,
-        who: Annotated[Principal, Depends(allowed(Action.REVOKE))],
-    ) -> OrderOut:
-        """Revoke an order, with the reason; final."""
-        return service.revoke(who, order_ref, body.reason)
-
-    @app.get("/orders", responses=_AUTH_RESPONSES, tags=["orders"])
-    def list_orders(
-        who: Annotated[Principal, Depends(allowed(Action.READ))],
-        query: Annotated[ListQuery, Query()],
-    ) -> list[OrderOut]:
-        """Every order with its state and disclosure count (unknown parameters refused)."""
-        return service.list(query.state)
-
-    @app.get(
-        "/orders/{order_ref}",
-        responses={**_AUTH_RESPONSES, 404: {"model": Problem, "description": "No such order."}},
-        tags=["orders"],
-    )
-    def show_order(
-        order_ref: OrderRef,
-        who: Annotated[Principal, Depends(allowed(Action.READ))],
-    ) -> OrderOut:
-        """One order with its state and each disclosure made under it."""
-        return service.show(order_ref)
-
-    return app

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from sharing_guard.contract.types import Identifier, Timestamp
+from sharing_guard.contract.types import Timestamp
+from sharing_guard.edge.identifiers import OfficerId
 
 TOKEN_PREFIX = "sgo_"
 TOKEN_PATTERN = re.compile(r"^sgo_[A-Za-z0-9_-]{43}$")
@@ -64,7 +65,7 @@ class TokenEntry(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    officer_id: Identifier
+    officer_id: OfficerId
     role: Role
     expires_at: Timestamp
     token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from kafka.errors import KafkaError
 
 from sharing_guard.codec import contract_registry
+from sharing_guard.edge import logsafe
 from sharing_guard.orders.api import create_app
 from sharing_guard.orders.auth import Authenticator, load_entries
 from sharing_guard.orders.kafka_io import Follower, OrderPublisher
@@ -19,7 +20,6 @@ from sharing_guard.orders.settings import OrdersSettings
 from sharing_guard.orders.store import OrderStore
 
 log = logging.getLogger(__name__)
-HEALTH_PATHS = ("/livez", "/readyz")
 
 
 def utc_now() -> datetime:
@@ -69,6 +69,7 @@ def build_app(settings: OrdersSettings | None = None) -> OrdersApp:
                     registry=registry,
                     ack_timeout_s=settings.kafka_timeout_s,
                     apply_timeout_s=settings.apply_timeout_s,
+                    max_record_bytes=settings.max_record_bytes,
                 )
             except KafkaError as exc:
                 log.warning("Kafka producer not connected: %s", type(exc).__name__)
@@ -98,17 +99,16 @@ def build_app(settings: OrdersSettings | None = None) -> OrdersApp:
             store.close()
 
     service = OrderService(store, publish, utc_now)
-    app = create_app(service, Authenticator(entries), readiness, utc_now, lifespan)
+    app = create_app(
+        service,
+        Authenticator(entries),
+        readiness,
+        utc_now,
+        lifespan,
+        max_body_bytes=settings.max_body_bytes,
+    )
     wired = OrdersApp(settings=settings, app=app, store=store, follower=follower)
     return wired
-
-
-class _HealthProbes(logging.Filter):
-    """Keeps the probes' requests (every few seconds) out of the access log."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        return not (isinstance(args, tuple) and len(args) > 2 and args[2] in HEALTH_PATHS)
 
 
 def serve(settings: OrdersSettings | None = None) -> None:
@@ -116,17 +116,15 @@ def serve(settings: OrdersSettings | None = None) -> None:
     import uvicorn
 
     settings = settings or OrdersSettings()
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logsafe.configure(settings.log_level.upper())
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.root.level))
-    logging.getLogger("uvicorn.access").addFilter(_HealthProbes())
     wired = build_app(settings)
     uvicorn.run(
         wired.app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
-        access_log=True,
+        log_config=None,  # the root logger above: every line through the log-safe format
+        access_log=False,  # the edge logs one line per request, with the route template
+        server_header=False,
     )

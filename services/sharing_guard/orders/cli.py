@@ -116,7 +116,9 @@ def add_orders_parser(commands: Any) -> None:
     )
     token.add_argument("--officer", required=True, help="the officer's id")
     token.add_argument("--role", required=True, choices=ROLES)
-    token.add_argument("--valid-days", type=float, default=90.0)
+    token.add_argument(
+        "--valid-days", type=float, default=90.0, help="days until it expires (more than 0)"
+    )
     token.add_argument("--tokens-file", type=Path, required=True, help="the JSON tokens file")
 
 
@@ -148,6 +150,12 @@ def _issue_token(args: argparse.Namespace) -> int:
     )
 
     path: Path = args.tokens_file
+    if not args.valid_days > 0:  # also refuses NaN
+        raise CliError(
+            f"--valid-days must be more than 0 (got {args.valid_days}): a token valid for "
+            "no time would be refused at once",
+            EXIT_INVALID,
+        )
     try:
         entries = load_entries(path) if path.exists() else []
     except (OSError, ValueError) as exc:

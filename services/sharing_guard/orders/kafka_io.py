@@ -19,18 +19,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from sharing_guard.client import TransferClient
 from sharing_guard.codec import CodecRegistry, DecodeError
 from sharing_guard.contract.decision import Decision
 from sharing_guard.contract.events import OrderApproved, OrderRegistered, OrderRevoked
 from sharing_guard.orders.model import OrderEvent
-from sharing_guard.orders.service import UnavailableError
+from sharing_guard.orders.service import TooLargeError, UnavailableError
 from sharing_guard.orders.store import OrderStore
 from sharing_guard.settings import Topics
 
 log = logging.getLogger(__name__)
+RECORD_OVERHEAD_BYTES = 512
+"""Room for the key, the headers (trace context) and the record batch's framing."""
 
 
 class Follower:
@@ -167,13 +169,17 @@ class OrderPublisher:
         registry: CodecRegistry,
         ack_timeout_s: float,
         apply_timeout_s: float,
+        max_record_bytes: int = 1_048_576,
     ) -> None:
         self.client = TransferClient(
             bootstrap_servers,
             topics=Topics(orders=orders_topic),
             registry=registry,
             timeout_s=ack_timeout_s,
+            max_request_size=max_record_bytes,
         )
+        self.registry = registry
+        self.max_record_bytes = max_record_bytes
         self.orders_topic = orders_topic
         self.store = store
         self.apply_timeout_s = apply_timeout_s
@@ -181,8 +187,19 @@ class OrderPublisher:
     def __call__(self, event: OrderEvent) -> bool:
         """Publish ``event`` (acks=all) and wait for it to be applied; False on timeout."""
         started = time.monotonic()
+        size = len(self.registry.encode(event)) + RECORD_OVERHEAD_BYTES
+        if size > self.max_record_bytes:
+            raise TooLargeError(
+                f"the {event.type} event would be about {size} bytes and the broker takes at "
+                f"most {self.max_record_bytes} per record; nothing was sent (name fewer accounts)"
+            )
         try:
             metadata = self.client.publish(event)
+        except MessageSizeTooLargeError as exc:  # the broker's own limit is lower still
+            raise TooLargeError(
+                f"the broker refused the {event.type} event as too large; nothing was "
+                "changed (name fewer accounts)"
+            ) from exc
         except KafkaError as exc:
             raise UnavailableError(
                 f"Kafka did not acknowledge the {event.type} event ({type(exc).__name__}); "

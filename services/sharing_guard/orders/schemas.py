@@ -2,17 +2,49 @@
 
 Requests reject unknown fields: an officer's name is never taken from a body (the
 service sets ``registered_by``/``approved_by``/``revoked_by`` from the token), so a body
-that tries is refused rather than silently ignored.
+that tries is refused rather than silently ignored. Every id a person types follows the
+identifier policy (:mod:`sharing_guard.edge.identifiers`), and a validity window must
+have a length (that it has not ended is checked by the service, which has the clock).
 """
 
 from datetime import datetime
 from typing import Annotated, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 
 from sharing_guard.contract.enums import DataCategory, OrderType
-from sharing_guard.contract.types import AVRO_INT_MAX, CountryCode, Identifier, Timestamp
+from sharing_guard.contract.types import AVRO_INT_MAX, CountryCode, Timestamp
+from sharing_guard.edge.identifiers import Authority, NamedId, OrderRef, named_id
 from sharing_guard.orders.model import Disclosure, OrderRecord, OrderStatus, remaining, status
+
+
+def _visible_text(text: str) -> str:
+    """Free text (a reason): lines of printable characters, nothing hidden or invisible."""
+    for position, char in enumerate(text, 1):
+        if char not in "\n\t" and not char.isprintable():
+            raise ValueError(
+                "the reason holds an invisible or control character "
+                f"(U+{ord(char):04X}) at {position}"
+            )
+    return text
+
+
+def _named_ids(ids: tuple[str, ...]) -> tuple[str, ...]:
+    """Each account id checked by the policy; the error names the first bad one's position
+    (one error, where per-item errors would also report the list as too short)."""
+    for number, account_id in enumerate(ids, 1):
+        try:
+            named_id(account_id)
+        except ValueError as exc:
+            raise ValueError(f"account id {number}: {exc}") from None
+    return ids
 
 
 def _json_integer(value: object) -> object:
@@ -25,6 +57,10 @@ def _json_integer(value: object) -> object:
     return value
 
 
+NO_LENGTH = "the validity window has no length: valid_until must be later than valid_from"
+ENDED = "the validity window has ended: valid_until must be later than now"
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -32,14 +68,18 @@ class _Request(BaseModel):
 class RegisterOrder(_Request):
     """An order as the authority issued it; ``order_ref`` defaults to a new id."""
 
-    order_ref: Identifier | None = Field(
+    order_ref: OrderRef | None = Field(
         default=None, description="The order's reference (e.g. the court's case number)."
     )
     order_type: OrderType
-    authority: Identifier = Field(description="The issuing court or administrative body.")
+    authority: Authority = Field(description="The issuing court or administrative body.")
     jurisdiction: CountryCode
-    recipient_id: Identifier = Field(description="The receiving agency's recipient id.")
-    account_ids: Annotated[tuple[Identifier, ...], Field(min_length=1, max_length=10_000)]
+    recipient_id: NamedId = Field(description="The receiving agency's recipient id.")
+    account_ids: Annotated[
+        tuple[Annotated[str, Field(min_length=1, max_length=256)], ...],
+        Field(min_length=1, max_length=10_000),
+        AfterValidator(_named_ids),
+    ]
     data_categories: Annotated[tuple[DataCategory, ...], Field(min_length=1, max_length=2)]
     valid_from: Timestamp
     valid_until: Timestamp
@@ -48,9 +88,9 @@ class RegisterOrder(_Request):
     ) = Field(default=None, description="Most transfers allowed under the order; null: no limit.")
 
     @model_validator(mode="after")
-    def _window_is_ordered(self) -> Self:
-        if self.valid_until < self.valid_from:
-            raise ValueError("valid_until is before valid_from")
+    def _window_has_a_length(self) -> Self:
+        if self.valid_until <= self.valid_from:
+            raise ValueError(NO_LENGTH)
         return self
 
 
@@ -63,7 +103,7 @@ class ListQuery(_Request):
 class RevokeOrder(_Request):
     """Why an order is revoked."""
 
-    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    reason: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_visible_text)]
 
 
 class DisclosureOut(BaseModel):

@@ -17,6 +17,7 @@ from typing import Protocol
 from uuid import uuid4
 
 from sharing_guard.contract.events import OrderApproved, OrderRegistered, OrderRevoked
+from sharing_guard.edge.logsafe import loggable
 from sharing_guard.orders.auth import Principal
 from sharing_guard.orders.model import (
     OrderEvent,
@@ -27,16 +28,10 @@ from sharing_guard.orders.model import (
     check_revocation,
     next_record,
 )
-from sharing_guard.orders.schemas import OrderOut, RegisterOrder
+from sharing_guard.orders.schemas import ENDED, OrderOut, RegisterOrder
 from sharing_guard.orders.store import OrderStore
 
 log = logging.getLogger(__name__)
-
-
-def _safe(text: str) -> str:
-    """An id as one printable log token: control characters and non-ASCII escaped, so a
-    reference cannot forge log lines."""
-    return text.encode("unicode_escape").decode("ascii")
 
 
 @contextmanager
@@ -48,7 +43,7 @@ def _logged_refusal(change: str, order_ref: str, officer: Principal) -> Iterator
         log.warning(
             "order %s refused: order_ref=%s officer=%s",
             change,
-            _safe(order_ref),
+            loggable(order_ref),
             officer.officer_id,
         )
         raise
@@ -66,6 +61,18 @@ class OrderNotFoundError(LookupError):
 
 class UnavailableError(RuntimeError):
     """The broker cannot be reached; nothing was changed (HTTP 503)."""
+
+
+class TooLargeError(ValueError):
+    """The event would exceed the broker's record limit; nothing was sent (HTTP 413)."""
+
+
+class InvalidRequestError(ValueError):
+    """A request the schema admits but the rules refuse (HTTP 422 naming the field)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class OrderService:
@@ -114,6 +121,8 @@ class OrderService:
     def register(self, officer: Principal, request: RegisterOrder) -> OrderOut:
         """Register an order in the officer's name; refused if the reference is taken."""
         ref = request.order_ref or f"order-{uuid4()}"
+        if request.valid_until <= self.clock():
+            raise InvalidRequestError("valid_until", ENDED)
         with self._changes:
             if self.store.record(ref) is not None:
                 with _logged_refusal("registration", ref, officer):
@@ -127,7 +136,7 @@ class OrderService:
                 **fields,
             )
             record = self._change(None, event)
-        log.info("order registered: order_ref=%s officer=%s", _safe(ref), officer.officer_id)
+        log.info("order registered: order_ref=%s officer=%s", loggable(ref), officer.officer_id)
         return self._view(record, with_disclosures=True)
 
     def approve(self, officer: Principal, order_ref: str) -> OrderOut:
@@ -143,7 +152,7 @@ class OrderService:
                 approved_by=officer.officer_id,
             )
             record = self._change(record, event)
-        log.info("order approved: order_ref=%s officer=%s", _safe(order_ref), officer.officer_id)
+        log.info("order approved: order_ref=%s officer=%s", loggable(order_ref), officer.officer_id)
         return self._view(record, with_disclosures=True)
 
     def revoke(self, officer: Principal, order_ref: str, reason: str) -> OrderOut:
@@ -160,7 +169,7 @@ class OrderService:
                 reason=reason,
             )
             record = self._change(record, event)
-        log.info("order revoked: order_ref=%s officer=%s", _safe(order_ref), officer.officer_id)
+        log.info("order revoked: order_ref=%s officer=%s", loggable(order_ref), officer.officer_id)
         return self._view(record, with_disclosures=True)
 
     def _change(self, current: OrderRecord | None, event: OrderEvent) -> OrderRecord:
@@ -170,7 +179,7 @@ class OrderService:
             log.warning(
                 "order event %s published but not applied yet: order_ref=%s",
                 event.event_id,
-                _safe(event.order_ref),
+                loggable(event.order_ref),
             )
             record = next_record(current, event)
         assert record is not None

@@ -6,8 +6,9 @@ broker address is also taken from the common ``KAFKA_BOOTSTRAP_SERVERS``.
 """
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sharing_guard.orders.auth import TokenEntry
@@ -49,3 +50,24 @@ class OrdersSettings(BaseSettings):
     )
     kafka_timeout_s: float = Field(default=15.0, gt=0, description="Broker ack timeout.")
     log_level: str = Field(default="INFO", description="Log level of the service.")
+    max_body_bytes: int = Field(
+        default=524_288,
+        ge=1024,
+        description="Largest request body taken (413 beyond, refused before it is read); "
+        "must stay below max_record_bytes.",
+    )
+    max_record_bytes: int = Field(
+        default=1_048_576,
+        ge=2048,
+        description="The broker's record limit (message.max.bytes, and the producer's "
+        "max.request.size): an order event larger than this is refused (413) before sending.",
+    )
+
+    @model_validator(mode="after")
+    def _body_fits_a_record(self) -> Self:
+        if self.max_body_bytes >= self.max_record_bytes:
+            raise ValueError(
+                "SHARING_GUARD_ORDERS_MAX_BODY_BYTES must be below "
+                "SHARING_GUARD_ORDERS_MAX_RECORD_BYTES: an accepted order must fit a record"
+            )
+        return self

@@ -133,7 +133,7 @@ def test_unknown_orders_and_invalid_bodies_are_named() -> None:
         headers=a,
     )
     assert window.status_code == 422
-    assert "valid_until is before valid_from" in window.text
+    assert "the validity window has no length" in window.text
     assert client.post("/orders/x/revoke", json={}, headers=a).status_code == 422
     for quota in ("2", True, 2.5):  # never guessed into a number
         refused = client.post("/orders", json=order_body(max_disclosures=quota), headers=a)
@@ -141,19 +141,20 @@ def test_unknown_orders_and_invalid_bodies_are_named() -> None:
         assert [p["loc"] for p in refused.json()["detail"]] == [["body", "max_disclosures"]]
 
 
-def test_a_reference_cannot_forge_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_reference_cannot_hold_a_line_break(caplog: pytest.LogCaptureFixture) -> None:
     local = local_service()
     client = TestClient(local.app)
     forged = "o-6\n2026-06-01 INFO order approved: order_ref=o-6 officer=officer-b"
     with caplog.at_level(logging.INFO):
-        created = client.post(
+        refused = client.post(
             "/orders", json=order_body(forged), headers=bearer(local.tokens.officer_a)
         )
-    assert created.status_code == 201
-    assert created.json()["order_ref"] == forged  # kept as given
-    (line,) = [r.getMessage() for r in caplog.records if "registered" in r.getMessage()]
-    assert "\n" not in line
-    assert "o-6\\n2026" in line
+    assert refused.status_code == 422
+    (problem,) = refused.json()["detail"]
+    assert problem["loc"] == ["body", "order_ref"]
+    assert "U+000A" in problem["msg"]
+    assert "order approved" not in refused.text  # the value is named, not echoed
+    assert not [r for r in caplog.records if "approved" in r.getMessage()]
 
 
 def test_the_store_survives_a_restart_and_counts_each_decision_once(tmp_path: Path) -> None:
