@@ -24,6 +24,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
+from sharing_guard.edge import logsafe
+
 from audit_sink import bootstrap
 from audit_sink.export import export_log
 from audit_sink.pg_schema import keystore_schema_sql, log_schema_sql
@@ -195,9 +197,7 @@ def _ingest(settings: AuditSinkSettings, stop_at_end: bool) -> int:
     from audit_sink.ingest import Ingestor, kafka_consumer
     from audit_sink.prepare import PreparePool
 
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    logsafe.configure(logging.INFO)
     logging.getLogger("kafka").setLevel(logging.WARNING)
     stop = threading.Event()
 

@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from sharing_guard.codec import CodecRegistry, contract_registry
+from sharing_guard.edge import logsafe
 from sharing_guard.policy_file import load_policy
 from sharing_guard.settings import GuardSettings
 from sharing_guard.stream.migrate import MigrationError, migrate_faust_state
@@ -62,7 +63,9 @@ def faust_worker(app: Any, log_level: str) -> Any:
     """
     import faust
 
-    runner = faust.Worker(app, loglevel=log_level, quiet=True)
+    runner = faust.Worker(
+        app, loglevel=log_level, quiet=True, logging_config=logsafe.merged_dict_config()
+    )
     runner.spinner = None
     return runner
 

@@ -56,6 +56,7 @@ from audit_sink.writer import CheckpointPolicy
 from fastapi import FastAPI
 from pydantic import SecretStr
 from sharing_guard.contract.audit import AuditKind
+from sharing_guard.edge.asgi import SECURITY_HEADERS
 from test_audit_support import (
     Backend,
     append_decision_batches,
@@ -449,6 +450,83 @@ def test_bad_parameters_are_refused_naming_the_parameter(
         assert [error["loc"][-1] for error in detail] == [name]
     else:
         assert name in detail
+
+
+# -- hardening (issue #16) ------------------------------------------------------------------
+
+
+@sqlite_only
+@pytest.mark.parametrize(
+    "query",
+    [
+        "from=0001-01-01T00:00:00%2B01:00&to=2026-01-01T00:00:00Z",
+        "from=2026-01-01T00:00:00Z&to=9999-12-31T23:59:59-01:00",
+    ],
+)
+def test_an_instant_beyond_utcs_years_is_a_400_not_a_500(served: Served, query: str) -> None:
+    response = served.client.get(
+        f"/transparency-report?{query}", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+
+    assert response.status_code == 400, response.text
+    assert "outside the years 1 to 9999" in response.json()["detail"]
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@sqlite_only
+def test_a_500_carries_the_security_headers(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise OverflowError("date value out of range")
+
+    monkeypatch.setattr(http_api, "read_report", broken)
+    client = TestClient(served.app, raise_server_exceptions=False)
+    response = client.get(
+        "/transparency-report?from=2026-01-01T00:00:00Z&to=2027-01-01T00:00:00Z",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+
+    assert (response.status_code, response.json()) == (500, {"detail": "internal error"})
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers[name] == value
+
+
+def test_a_422_names_the_parameter_without_echoing_its_value(storeless: TestClient) -> None:
+    secret = "acct-" + "s" * 300
+    response = storeless.get(
+        "/entries", params={"account": secret}, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+
+    assert response.status_code == 422
+    assert secret not in response.text
+    assert "input" not in response.json()["detail"][0]
+
+
+def test_the_token_comes_before_the_body_and_a_large_body_is_refused_unread(
+    storeless: TestClient,
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    unauthenticated = storeless.request("GET", "/verify", content=b"{not json" * 100)
+    large = storeless.request("GET", "/verify", content=b"x" * 50_000, headers=auth)
+    twice = storeless.get("/verify", headers=[("authorization", auth["Authorization"])] * 2)
+
+    assert unauthenticated.status_code == 401
+    assert large.status_code == 413
+    assert str(http_api.MAX_BODY_BYTES) in large.json()["detail"]
+    assert twice.status_code == 400
+    assert all(r.headers["X-Content-Type-Options"] == "nosniff" for r in (large, twice))
+
+
+def test_no_redirect_reflects_the_host_header(storeless: TestClient) -> None:
+    response = storeless.get(
+        "/entries/",
+        headers={"Authorization": f"Bearer {TOKEN}", "host": "evil.example"},
+        follow_redirects=False,
+    )
+
+    assert response.status_code == 404
+    assert "evil.example" not in response.headers.get("location", "")
 
 
 def test_a_plus_sent_raw_in_an_instant_gets_a_hint(storeless: TestClient) -> None:

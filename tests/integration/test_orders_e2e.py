@@ -33,6 +33,8 @@ from guard_harness import (
     fresh_topics,
     guard_env,
 )
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
 from sharing_guard.client import TransferClient
 from sharing_guard.codec import contract_registry
 from sharing_guard.contract import AuditKind, AuditRecord, Decision
@@ -174,6 +176,7 @@ def environment(kafka_bootstrap: str, tmp_path: Path) -> Iterator[dict[str, Any]
         service.wait_ready()
         yield {
             "topics": topics,
+            "bootstrap": kafka_bootstrap,
             "tokens": tokens,
             "service": service,
             "cli": Cli(service.url, base_env),
@@ -198,7 +201,8 @@ def test_order_workflow_end_to_end(environment: dict[str, Any]) -> None:  # noqa
     reader: DecisionReader = environment["decisions"]
     client: TransferClient = environment["client"]
     suffix = uuid.uuid4().hex[:8]
-    ref, accounts = f"case-{suffix}", [f"acct-{suffix}-1", f"acct-{suffix}-2"]
+    # A court-style reference: "/" works in the API's paths and in the CLI.
+    ref, accounts = f"ZH/2026/{suffix}", [f"acct-{suffix}-1", f"acct-{suffix}-2"]
     now = datetime.now(UTC)
 
     def show() -> dict[str, Any]:
@@ -320,6 +324,34 @@ def test_order_workflow_end_to_end(environment: dict[str, Any]) -> None:  # noqa
     assert "officer=officer-bruno" in log_text
     assert not any(account in log_text for account in accounts)
     assert not any(token in log_text for token in tokens.values())
+
+    # 10. An order the broker will not take as one record is refused as too large (413,
+    # the CLI exits 2), not answered 503 as if a retry could help; nothing is registered.
+    admin = KafkaAdminClient(bootstrap_servers=environment["bootstrap"])
+    try:
+        admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, environment["topics"].orders,
+                            configs={"max.message.bytes": "1024"})]
+        )  # fmt: skip
+    finally:
+        admin.close()
+    big = cli(
+        tokens["a"],
+        "register",
+        "--order-ref", f"ZH/2026/{suffix}-big",
+        "--type", "COURT_ORDER",
+        "--authority", "obergericht-zh",
+        "--jurisdiction", "CH",
+        "--recipient", "police-zh",
+        *[arg for n in range(60) for arg in ("--account", f"acct-{suffix}-{n:04d}-xxxxxxxx")],
+        "--category", "VIRTUAL_DRIVE_DATA",
+        "--valid-from", now.isoformat(),
+        "--valid-until", (now + timedelta(days=1)).isoformat(),
+    )  # fmt: skip
+    assert big.returncode == 2, big.stderr
+    assert "too large" in big.stderr
+    listed = cli.json(tokens["reviewer"], "list")
+    assert [o["order_ref"] for o in listed] == [ref]
 
 
 def _audit_records(reader: TopicReader, ref: str, expected: int) -> list[AuditRecord]:

@@ -30,6 +30,7 @@ from sharing_guard.alerts.settings import AlertsSettings
 from sharing_guard.alerts.telemetry import AlertsTelemetry, build_telemetry
 from sharing_guard.alerts.web import create_app
 from sharing_guard.codec import contract_registry, describe_validation_error
+from sharing_guard.edge import logsafe
 
 log = logging.getLogger("sharing_guard.alerts")
 
@@ -119,9 +120,7 @@ def _thread(name: str, target: Callable[[], None], failed: threading.Event) -> t
 
 def run_alerts(settings: AlertsSettings) -> int:
     """Run until SIGINT/SIGTERM (exit 0) or until a part fails (exit 1)."""
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logsafe.configure(settings.log_level.upper())
     for noisy in ("httpx", "httpcore", "kafka"):  # httpx logs the URL at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
     service = build_service(settings)

@@ -5,9 +5,9 @@ every service.
 printable (C0 and C1 controls such as ESC, NUL, VT, FF and U+0085; format characters
 such as zero-width spaces and bidirectional overrides; U+2028 and U+2029; every space but
 U+0020) is written as a ``\\xNN``/``\\uNNNN`` escape, a backslash as ``\\\\``, and the
-result is capped. :class:`SafeFormatter` applies the same rendering to each record's whole
-message, so a caller who smuggles a line break into a path, a header or a body cannot
-plant a line that looks like the service's own: one record is one line. A traceback
+result is capped. :class:`SafeFormatter` applies the same rendering (backslashes aside) to
+each record's whole message, so a caller who smuggles a line break into a path, a header
+or a body cannot plant a line that looks like the service's own: one record is one line. A traceback
 follows on continuation lines that start with ``"  | "`` (never a timestamp), each escaped
 the same way.
 """
@@ -44,21 +44,24 @@ def _escape(char: str) -> str:
     return f"\\U{code:08x}"
 
 
-def _render(text: str) -> str:
-    if text.isprintable() and "\\" not in text:
+def _render(text: str, backslash: bool = True) -> str:
+    if text.isprintable() and not (backslash and "\\" in text):
         return text
     return "".join(
-        "\\\\" if char == "\\" else char if char.isprintable() else _escape(char) for char in text
+        "\\\\" if backslash and char == "\\" else char if char.isprintable() else _escape(char)
+        for char in text
     )
 
 
-def loggable(value: object, cap: int = DEFAULT_CAP) -> str:
+def loggable(value: object, cap: int = DEFAULT_CAP, *, backslash: bool = True) -> str:
     """``value`` (a path, a header, an id...) as printable log text of at most ``cap``
-    characters before escaping; longer values end with ``...(+N chars)``."""
+    characters before escaping; longer values end with ``...(+N chars)``. ``backslash``
+    false keeps backslashes as they are (for whole messages, whose values were rendered
+    already: escaping them twice would garble them)."""
     text = value if isinstance(value, str) else repr(value)
     if len(text) > cap:
-        return f"{_render(text[:cap])}...(+{len(text) - cap} chars)"
-    return _render(text)
+        return f"{_render(text[:cap], backslash)}...(+{len(text) - cap} chars)"
+    return _render(text, backslash)
 
 
 class SafeFormatter(logging.Formatter):
@@ -66,7 +69,7 @@ class SafeFormatter(logging.Formatter):
     on continuation lines that cannot be mistaken for records."""
 
     def format(self, record: logging.LogRecord) -> str:
-        record.message = loggable(record.getMessage(), _MESSAGE_CAP)
+        record.message = loggable(record.getMessage(), _MESSAGE_CAP, backslash=False)
         if self.usesTime():
             record.asctime = self.formatTime(record, self.datefmt)
         line = self.formatMessage(record)
@@ -79,7 +82,7 @@ class SafeFormatter(logging.Formatter):
             extra.append(self.formatStack(record.stack_info))
         for block in extra:
             for piece in block.split("\n"):
-                line += "\n" + CONTINUATION + loggable(piece, _MESSAGE_CAP)
+                line += "\n" + CONTINUATION + loggable(piece, _MESSAGE_CAP, backslash=False)
         return line
 
 
@@ -88,6 +91,13 @@ def configure(level: str | int = logging.INFO, fmt: str = LOG_FORMAT) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(SafeFormatter(fmt))
     logging.basicConfig(level=level, handlers=[handler], force=True)
+
+
+def merged_dict_config() -> dict[str, object]:
+    """A ``logging.config`` dictionary that a framework merging its own (mode's, under
+    Faust: ``merge``) takes, replacing its formatters with :class:`SafeFormatter`."""
+    safe = {"()": f"{__name__}.SafeFormatter", "fmt": LOG_FORMAT}
+    return {"merge": True, "formatters": {"default": dict(safe), "colored": dict(safe)}}
 
 
 def make_safe(logger: logging.Logger | None = None) -> None:

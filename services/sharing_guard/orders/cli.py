@@ -6,7 +6,8 @@ service over httpx; the URL and token come from ``--url``/``--token`` or the env
 command-line token is visible to other users of the machine). ``serve`` runs the service;
 ``token`` issues a token for an officer and prints only the hash entry to configure.
 
-Exit status: 0 done; 1 other error; 2 invalid request (each field named); 3 service
+Exit status: 0 done; 1 other error; 2 invalid or too large a request (each field named);
+3 service
 unreachable; 4 not authenticated (401) or not allowed (403); 5 refused (409: four eyes,
 revoked...); 6 no such order.
 """
@@ -140,6 +141,9 @@ def run_orders(args: argparse.Namespace) -> int:
 
 
 def _issue_token(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from sharing_guard.codec import describe_validation_error
     from sharing_guard.orders.auth import (
         Role,
         TokenEntry,
@@ -161,14 +165,17 @@ def _issue_token(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read {path}: {exc}", EXIT_ERROR) from None
     token = new_token()
-    entries.append(
-        TokenEntry(
+    try:
+        entry = TokenEntry(
             officer_id=args.officer,
             role=Role(args.role),
             expires_at=datetime.now(UTC) + timedelta(days=args.valid_days),
             token_sha256=token_hash(token),
         )
-    )
+    except (ValidationError, OverflowError) as exc:
+        reason = describe_validation_error(exc) if isinstance(exc, ValidationError) else exc
+        raise CliError(f"cannot issue the token: {reason}", EXIT_INVALID) from None
+    entries.append(entry)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(entries_json(entries) + "\n", encoding="utf-8")
     path.chmod(0o600)
@@ -269,6 +276,10 @@ def _error_for(response: "httpx.Response") -> CliError:
         return CliError(f"refused: {detail}", EXIT_REFUSED)
     if code == 404:
         return CliError(f"not found: {detail}", EXIT_NOT_FOUND)
+    if code == 413:
+        return CliError(f"too large: {detail}", EXIT_INVALID)
+    if code == 400:
+        return CliError(f"bad request: {detail}", EXIT_INVALID)
     if code == 422 and isinstance(detail, list):
         lines = [
             f"  {'.'.join(str(p) for p in item.get('loc', []) if p != 'body') or '<request>'}: "
