@@ -5,16 +5,27 @@ the process); ``/readyz`` is 200 once the consumer has partitions assigned as we
 ``/metrics`` is the Prometheus text of the process's OpenTelemetry metrics.
 """
 
+import logging
 from collections.abc import Callable
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from sharing_guard.edge.asgi import Edge, EdgePolicy
+
+PATHS = frozenset(("/livez", "/readyz", "/metrics"))
+
 
 def create_app(live: Callable[[], bool], ready: Callable[[], bool]) -> FastAPI:
-    """The health and metrics application (no docs pages, no OpenAPI route)."""
+    """The health and metrics application (no docs pages, no OpenAPI route), behind the
+    shared HTTP edge."""
     app = FastAPI(title="sharing-guard alerts", docs_url=None, redoc_url=None, openapi_url=None)
+    app.router.redirect_slashes = False
+    # No token here (nothing but health and metrics), but the same edge: security headers,
+    # no body, one log-safe line per request (at DEBUG for these probe paths).
+    policy = EdgePolicy(1024, None, PATHS, logging.getLogger(__name__))
+    app.add_middleware(Edge, policy=policy)
 
     @app.get("/livez")
     def livez() -> JSONResponse:

@@ -75,10 +75,11 @@ class EdgePolicy:
 
     ``authenticate`` maps the ``Authorization`` header (or ``None``) to a principal, or
     raises :class:`UnauthorizedError`; it is called for every path not in ``public_paths``.
+    ``None``: the service has no protected path (health and metrics only).
     """
 
     max_body_bytes: int
-    authenticate: Callable[[str | None], object]
+    authenticate: Callable[[str | None], object] | None
     public_paths: Collection[str]
     logger: logging.Logger
 
@@ -190,7 +191,7 @@ class Edge:
                 return _problem(400, "the Content-Length header is malformed"), receive
             if int(length[0]) > limit:
                 return self._too_large(), receive
-        if scope["path"] not in self.policy.public_paths:
+        if self.policy.authenticate is not None and scope["path"] not in self.policy.public_paths:
             header = authorization[0].decode("latin-1") if authorization else None
             try:
                 principal = self.policy.authenticate(header)
