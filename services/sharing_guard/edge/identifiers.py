@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Final
 
 from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
@@ -74,63 +75,59 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text)
 
 
-def _check(
-    text: str, what: str, limit: int, allowed: Callable[[str], bool], allowed_text: str
-) -> str:
-    if not text:
-        raise ValueError(f"{what} is empty")
-    if len(text) > limit:
-        raise ValueError(f"{what} is longer than {limit} characters")
-    hidden = _hidden(text)
-    if hidden:
-        raise ValueError(f"{what} {hidden}")
-    for position, char in enumerate(text, 1):
-        if not allowed(char):
-            raise ValueError(
-                f"{what} may hold only {allowed_text}; {_code(char)} at {position} is not allowed"
-            )
-    if text[0] in " /" or text[-1] in " /":
-        raise ValueError(f"{what} may not begin or end with a space or '/'")
-    if _RUNS.search(text):
-        raise ValueError(f"{what} may not hold two spaces or two '/' in a row")
-    return text
+@dataclass(frozen=True)
+class _Kind:
+    """One kind of typed id: its name in messages, its length cap, its allowed characters."""
+
+    what: str
+    limit: int
+    allowed: Callable[[str], bool]
+    described: str
+
+    def __call__(self, typed: str) -> str:
+        """``typed`` normalised and checked (``ValueError`` names the problem)."""
+        text, what = normalise(typed), self.what
+        if not text:
+            raise ValueError(f"{what} is empty")
+        if len(text) > self.limit:
+            raise ValueError(f"{what} is longer than {self.limit} characters")
+        hidden = _hidden(text)
+        if hidden:
+            raise ValueError(f"{what} {hidden}")
+        for position, char in enumerate(text, 1):
+            if not self.allowed(char):
+                raise ValueError(
+                    f"{what} may hold only {self.described}; "
+                    f"{_code(char)} at {position} is not allowed"
+                )
+        if text[0] in " /" or text[-1] in " /":
+            raise ValueError(f"{what} may not begin or end with a space or '/'")
+        if _RUNS.search(text):
+            raise ValueError(f"{what} may not hold two spaces or two '/' in a row")
+        return text
 
 
-def order_ref(text: str) -> str:
-    """An order reference, normalised and checked (``ValueError`` names the problem)."""
-    return _check(
-        normalise(text),
-        "the order reference",
-        ORDER_REF_MAX,
-        lambda c: c in _ASCII_ALNUM or c in _REF_PUNCTUATION,
-        "ASCII letters, digits, spaces and - _ . / : # + ( ) [ ]",
-    )
-
-
-def officer_id(text: str) -> str:
-    """An officer id, normalised and checked."""
-    return _check(
-        normalise(text),
-        "the officer id",
-        OFFICER_ID_MAX,
-        lambda c: c in _ASCII_ALNUM or c in _OFFICER_PUNCTUATION,
-        "ASCII letters, digits and - _ . @",
-    )
-
-
-def _authority_char(char: str) -> bool:
-    return unicodedata.category(char)[0] in "LMN" or char in _AUTHORITY_PUNCTUATION
-
-
-def authority(text: str) -> str:
-    """An authority's name, normalised and checked."""
-    return _check(
-        normalise(text),
-        "the authority",
-        AUTHORITY_MAX,
-        _authority_char,
-        "letters, digits, spaces and - . , ' ( ) / & :",
-    )
+order_ref = _Kind(
+    "the order reference",
+    ORDER_REF_MAX,
+    lambda c: c in _ASCII_ALNUM or c in _REF_PUNCTUATION,
+    "ASCII letters, digits, spaces and - _ . / : # + ( ) [ ]",
+)
+"""An order reference, normalised and checked."""
+officer_id = _Kind(
+    "the officer id",
+    OFFICER_ID_MAX,
+    lambda c: c in _ASCII_ALNUM or c in _OFFICER_PUNCTUATION,
+    "ASCII letters, digits and - _ . @",
+)
+"""An officer id, normalised and checked."""
+authority = _Kind(
+    "the authority",
+    AUTHORITY_MAX,
+    lambda c: unicodedata.category(c)[0] in "LMN" or c in _AUTHORITY_PUNCTUATION,
+    "letters, digits, spaces and - . , ' ( ) / & :",
+)
+"""An authority's name, normalised and checked."""
 
 
 def named_id(text: str) -> str:
