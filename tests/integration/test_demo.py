@@ -1,10 +1,15 @@
 """``make demo`` end to end: scripts/demo.sh against the running Kafka broker.
 
 The demo reuses the broker (``DEMO_BOOTSTRAP``), so it must use private topics and leave
-the broker running; it runs a real ``sharing-guard worker`` subprocess, real traffic and
-the scripted story. Both tests check that nothing it started survives it: no process
-carries the run's ``DEMO_RUN_ID`` in its environment afterwards (the script, the demo and
-the worker all do while they run), and its private topics and consumer group are gone.
+the broker running. It runs the whole system as subprocesses (guard worker, audit sink
+ingest, order service, alerts service), real traffic and the scripted story, whose court
+order goes through the order service's HTTP API (four eyes refused, then approved by a
+second officer) and whose Virtual Drive egress attempt raises an alert at the demo's
+webhook; at the end it verifies the audit trail, proves the Virtual Drive block's
+inclusion and prints the transparency report. Both tests check that nothing it started
+survives it: no process carries the run's ``DEMO_RUN_ID`` in its environment afterwards
+(the script, the demo and every service do while they run), and its private topics and
+consumer groups are gone; its logs are kept where it says.
 """
 
 from __future__ import annotations
@@ -28,18 +33,30 @@ DEMO_SH = REPO_ROOT / "scripts" / "demo.sh"
 SCRIPTED_BLOCKS = ("ORDER_NOT_APPROVED", "ORDER_QUOTA_EXHAUSTED", "VDD_EGRESS_FORBIDDEN")
 
 
-def demo_env(bootstrap: str, run_id: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DEMO_", "SHARING_GUARD_"))}
+def demo_env(bootstrap: str, run_id: str, demo_dir: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DEMO_", "SHARING_GUARD_", "AUDIT_SINK_"))
+    }
     env.update(
         {
             "DEMO_BOOTSTRAP": bootstrap,
             "DEMO_RUN_ID": run_id,
             "DEMO_PLAIN": "1",
+            "DEMO_DIR": str(demo_dir),
             "PYTHON": sys.executable,
             **extra,
         }
     )
     return env
+
+
+def assert_logs_kept(output: str, demo_dir: Path, run_id: str) -> None:
+    kept = demo_dir / run_id
+    assert f"logs and data kept in {kept}" in output
+    for name in ("worker.log", "orders.log", "alerts.log", "audit-sink.log"):
+        assert (kept / name).is_file(), name
 
 
 def processes_of(run_id: str) -> list[str]:
@@ -92,11 +109,13 @@ def assert_left_nothing(bootstrap: str, run_id: str) -> None:
     assert kafka_leftovers(bootstrap, run_id) == []
 
 
-def test_demo_runs_for_its_duration_then_stops_cleanly(kafka_bootstrap: str) -> None:
+def test_demo_runs_for_its_duration_then_stops_cleanly(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
     run_id = f"t{uuid.uuid4().hex[:8]}"
     result = subprocess.run(
         [str(DEMO_SH)],
-        env=demo_env(kafka_bootstrap, run_id, DEMO_SECONDS="20"),
+        env=demo_env(kafka_bootstrap, run_id, tmp_path, DEMO_SECONDS="20"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -117,15 +136,38 @@ def test_demo_runs_for_its_duration_then_stops_cleanly(kafka_bootstrap: str) -> 
     assert "NOT as expected" not in output
     for code in SCRIPTED_BLOCKS:  # the story's own steps, decided as scripted
         assert re.search(rf"\[ok\] .* -> BLOCK {code}", output), code
+    # The officers went through the order service's HTTP API, four eyes included.
+    assert re.search(
+        r"\[ok\] officer-anna registers court order ZH/2026/101 .* -> HTTP 201", output
+    )
+    assert re.search(
+        r"\[ok\] officer-anna approves her own order.* -> HTTP 409 \(four eyes", output
+    )
+    assert re.search(r"\[ok\] officer-bruno approves order ZH/2026/101 -> HTTP 200", output)
+    assert re.search(r"\[ok\] .* -> ALLOW ORDER \[C-LAW-ENFORCEMENT\]", output)
+    # The Virtual Drive egress attempt reached the security team's webhook.
+    assert re.search(r"\[ok\] alert to the security team: .* -> webhook VDD_EGRESS_BLOCKED", output)
+    assert re.search(r"  alerts: +[1-9]\d* received", output)
+    # The security team's checks on the trail, over every decision of the run.
+    verified = re.search(
+        r"audit trail: verify OK \((\d+) entries.*every one of the (\d+) decisions", output
+    )
+    assert verified, output[-4000:]
+    assert int(verified.group(1)) >= int(verified.group(2)) > 0
+    assert "inclusion proof of the Virtual Drive block story1-evt-" in output
+    assert "Orders received: 1" in output
+    assert "Disclosures (transfers allowed under an order): 2" in output
+    assert "PROBLEM" not in output
+    assert_logs_kept(output, tmp_path, run_id)
     assert_left_nothing(kafka_bootstrap, run_id)
 
 
-def test_ctrl_c_stops_everything_it_started(kafka_bootstrap: str) -> None:
+def test_ctrl_c_stops_everything_it_started(kafka_bootstrap: str, tmp_path: Path) -> None:
     """SIGINT to the whole process group, as a terminal's Ctrl-C sends it."""
     run_id = f"t{uuid.uuid4().hex[:8]}"
     process = subprocess.Popen(
         [str(DEMO_SH)],
-        env=demo_env(kafka_bootstrap, run_id),
+        env=demo_env(kafka_bootstrap, run_id, tmp_path),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -159,7 +201,10 @@ def test_ctrl_c_stops_everything_it_started(kafka_bootstrap: str) -> None:
     output = "".join(lines) + rest
     assert process.returncode == 0, output[-4000:]
     assert "stopping: SIGINT received" in output
-    assert "guard worker stopped (status 0)" in output
+    for service in ("guard worker", "order service", "alerts service", "audit sink"):
+        assert f"{service} stopped (status 0)" in output, service
     outcomes, _ = summary_counts(output)
     assert outcomes["ALLOW"] + outcomes["BLOCK"] > 0
+    assert "audit trail: verify OK" in output
+    assert_logs_kept(output, tmp_path, run_id)
     assert_left_nothing(kafka_bootstrap, run_id)

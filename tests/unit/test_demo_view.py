@@ -208,7 +208,7 @@ def test_summary_lists_outcomes_codes_and_the_story() -> None:
     assert "    BLOCK 25" in lines
     codes = lines[lines.index("  by reason code:") + 1 :]
     assert codes[:3] == ["    PROCESSOR 70", "    CONSENT_MISSING 20", "    ORDER_NOT_APPROVED 1"]
-    assert "  story: 1 of 2 steps decided as expected" in lines
+    assert "  story: 1 of 2 steps as expected" in lines
     assert "    [..] self-approved order: waiting (expect BLOCK ORDER_NOT_APPROVED)" in lines
     assert "paused" not in summary
 
@@ -217,5 +217,5 @@ def test_summary_names_failed_steps_of_earlier_runs() -> None:
     failed = StoryLine("vdd", "BLOCK VDD_EGRESS_FORBIDDEN", 1, "e1", got="ALLOW PROCESSOR")
     snap = snapshot(story=(failed, ok("vdd", "BLOCK VDD_EGRESS_FORBIDDEN", 2, "e2")))
     summary = render_summary(snap, INFO)
-    assert "story: 1 of 2 steps decided as expected over 2 runs, 1 NOT as expected" in summary
+    assert "story: 1 of 2 steps as expected over 2 runs, 1 NOT as expected" in summary
     assert "run 1: [!!] vdd -> ALLOW PROCESSOR (expected BLOCK VDD_EGRESS_FORBIDDEN)" in summary

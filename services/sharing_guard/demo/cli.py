@@ -1,29 +1,37 @@
-"""``python -m sharing_guard.demo``: topics, one guard worker, traffic and the live view.
+"""``python -m sharing_guard.demo``: the whole system, its traffic and the live view.
 
 ``scripts/demo.sh`` (``make demo``) starts or picks the broker and runs this with its
 address. In order: create the topics (defaults on a broker started for the demo with
-``--own-broker``, a private ``.demo-<run id>`` suffix otherwise), start the worker and
-wait for ``/readyz``, then send traffic and show the decisions until ``--seconds`` have
-passed or a signal (Ctrl-C, SIGTERM, SIGHUP) arrives; then stop the traffic, wait a
-little for the last decisions, stop the worker, remove private topics and print the
-summary. Signals only ask to stop: the cleanup always runs to its end.
+``--own-broker``, a private ``.demo-<run id>`` suffix otherwise); start the services as
+in production (:mod:`sharing_guard.demo.system`): the audit sink (its signing key made on
+first run, SQLite), the order service (a token for each of two legal officers), the
+alerts service (posting to a webhook receiver in this process) and one guard worker; wait
+until they are ready; then send traffic and play the story (its court order registered
+and approved through the order service's HTTP API, four eyes refused when one officer
+tries both) and show the decisions until ``--seconds`` have passed or a signal (Ctrl-C,
+SIGTERM, SIGHUP) arrives. Then stop the traffic, wait a little for the last decisions and
+alerts, stop the services, let the audit sink ingest what is left, verify the trail
+(every decision of the run in it), print the inclusion proof of the Virtual Drive block
+and the run's transparency report, remove private topics and consumer groups, and say
+where the logs are (kept, in ``.cache/demo/<run id>``). Signals only ask to stop: the
+cleanup always runs to its end.
 
-Exit status: 0 when the run went as planned; 1 when the guard did not start or died,
-sending failed, or a story step was decided otherwise than expected; 2 on bad arguments.
+Exit status: 0 when the run went as planned; 1 when a service did not start or died,
+sending failed, a story step (decision, officer's call or alert) went otherwise than
+expected, or the trail did not verify or missed a decision; 2 on bad arguments.
 """
 
 import argparse
 import faulthandler
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from types import FrameType
@@ -31,12 +39,15 @@ from typing import TextIO
 
 from sharing_guard.client import TransferClient
 from sharing_guard.demo.feed import DecisionFeed
-from sharing_guard.demo.guard import GuardProcess, free_port, worker_env
+from sharing_guard.demo.guard import ServiceProcess, free_port, guard_process, worker_env
 from sharing_guard.demo.screen import Screen, is_terminal
+from sharing_guard.demo.story import DeskCall
+from sharing_guard.demo.system import AuditSink, OrderDesk, alerts_process
 from sharing_guard.demo.tally import Snapshot, Tally
 from sharing_guard.demo.topics import TopicPlan, ensure_topics, plan_topics, remove_private_topics
 from sharing_guard.demo.traffic import Traffic
 from sharing_guard.demo.view import RunInfo, render_summary
+from sharing_guard.demo.webhook import WebhookReceiver
 from sharing_guard.explain import explain
 from sharing_guard.policy_file import load_policy
 
@@ -91,7 +102,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ready-timeout", type=float, default=120.0)
     parser.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
     parser.add_argument(
-        "--keep", action="store_true", help="keep the worker's log and data directory"
+        "--dir",
+        type=Path,
+        default=Path(env("DEMO_DIR") or ".cache/demo"),
+        help="where each run keeps its logs and data, in a directory named after the run "
+        "(default $DEMO_DIR or %(default)s)",
     )
     return parser
 
@@ -129,10 +144,16 @@ class Demo:
         self.signals = _Signals(self.stop)
         self.app_id = f"sharing-guard-demo-{args.run_id}"
         self.plan: TopicPlan = plan_topics("" if args.own_broker else f"demo-{args.run_id}")
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.app_id}-"))
+        self.workdir = (args.dir / args.run_id).resolve()
         policy = load_policy()
         self.tally = Tally(partial(explain, policy=policy))
-        self.guard: GuardProcess | None = None
+        self.guard: ServiceProcess | None = None
+        self.services: list[ServiceProcess] = []
+        self.audit: AuditSink | None = None
+        self.desk: OrderDesk | None = None
+        self.webhook: WebhookReceiver | None = None
+        self.started_at = datetime.now(UTC)
+        self.epilogue: list[str] = []
         self.feed: DecisionFeed | None = None
         self.client: TransferClient | None = None
         self.traffic: Traffic | None = None
@@ -178,6 +199,8 @@ class Demo:
             self.write(render_summary(snap, self.info) + "\n")
         else:
             self.say("stopped before any traffic was sent")
+        for text in self.epilogue:
+            self.write(text)
         for problem in self.problems:
             self.say(f"PROBLEM: {problem}")
         return EXIT_FAILED if self.problems else EXIT_OK
@@ -190,29 +213,21 @@ class Demo:
         created = ensure_topics(args.bootstrap, self.plan)
         self.topics_ready = True
         self.say(f"topics: {self.plan.describe()}; {len(created)} created")
-        env = worker_env(
-            os.environ,
-            bootstrap=args.bootstrap,
-            app_id=self.app_id,
-            data_dir=self.workdir / "guard-data",
-            port=free_port(),
-            topics=self.plan.env(),
-        )
-        self.guard = GuardProcess(env, self.workdir / "worker.log")
+        self.workdir.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()
-        self.guard.start()
+        self._start_services()
+        for service in self.services:
+            problem = service.wait_ready(args.ready_timeout, self.stop)
+            if problem:
+                if not self.signals.received:
+                    self.problems.append(f"{problem} on {self.info.broker}")
+                return False
+        assert self.guard is not None
+        assert self.desk is not None
         self.say(
-            f"guard: sharing-guard worker, pid {self.guard.pid}, app id {self.app_id}, "
-            f"log {self.guard.log_path}"
-        )
-        problem = self.guard.wait_ready(args.ready_timeout, self.stop)
-        if problem:
-            if not self.signals.received:
-                self.problems.append(f"{problem} on {self.info.broker}")
-            return False
-        self.say(
-            f"guard ready in {time.monotonic() - started:.1f} s "
-            f"(health {self.guard.url}/readyz, metrics {self.guard.url}/metrics)"
+            f"all services ready in {time.monotonic() - started:.1f} s; guard health "
+            f"{self.guard.url}/readyz, metrics {self.guard.url}/metrics; order service "
+            f"{self.desk.url}/openapi.json"
         )
         self.info = replace(self.info, guard=f"pid {self.guard.pid}, {self.guard.url}/metrics")
         self.feed = DecisionFeed(args.bootstrap, self.plan.topics.decisions)
@@ -224,10 +239,60 @@ class Demo:
             rate=args.rate,
             seed=args.seed,
             story_every_s=args.story_every,
+            desk=self._desk_call,
         )
         duration = f"for {args.seconds:g} s" if args.seconds > 0 else "until Ctrl-C"
         self.say(f"sending about {args.rate:g} events/s {duration}")
         return True
+
+    def _start_services(self) -> None:
+        """Start the audit sink, the order service, the alerts service and the guard."""
+        args, topics = self.args, self.plan.topics
+        self.audit = AuditSink(
+            os.environ,
+            self.workdir,
+            bootstrap=args.bootstrap,
+            topic=topics.audit,
+            app_id=self.app_id,
+        )
+        vkey = self.audit.keygen()
+        self.say(f"audit sink: signing key made in {self.audit.dir}; verifier key {vkey}")
+        self.desk = OrderDesk(os.environ, self.workdir, bootstrap=args.bootstrap, topics=topics)
+        self.desk.issue_tokens()
+        self.webhook = WebhookReceiver()
+        self.webhook.start()
+        env = worker_env(
+            os.environ,
+            bootstrap=args.bootstrap,
+            app_id=self.app_id,
+            data_dir=self.workdir / "guard-data",
+            port=free_port(),
+            topics=self.plan.env(),
+        )
+        self.guard = guard_process(env, self.workdir / "worker.log")
+        alerts = alerts_process(
+            os.environ,
+            self.workdir,
+            bootstrap=args.bootstrap,
+            topics=self.plan.env(),
+            app_id=self.app_id,
+            webhook_url=self.webhook.url,
+        )
+        self.services = [self.audit.ingest(), self.desk.serve(), alerts, self.guard]
+        for service in self.services:
+            service.start()
+            self.say(f"{service.name}: pid {service.pid}, log {service.log_path}")
+
+    def _desk_call(self, call: DeskCall, run: int) -> None:
+        """An officer's call to the order service (from the story thread)."""
+        assert self.desk is not None
+        status, detail = self.desk.call(call)
+        self.tally.desk(call, run, status, detail)
+
+    def _take_alerts(self) -> None:
+        if self.webhook is not None:
+            for event_id, kind in self.webhook.take():
+                self.tally.alerted(event_id, kind)
 
     def _show(self) -> Snapshot:
         assert self.traffic is not None
@@ -244,11 +309,12 @@ class Demo:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     break
-                code = self.guard.exit_code()
-                if code is not None:
-                    self.problems.append(f"the guard worker exited (status {code})")
+                exited = next((p for p in self.services if p.exit_code() is not None), None)
+                if exited is not None:
+                    self.problems.append(f"the {exited.name} exited (status {exited.exit_code()})")
                     break
                 self.tally.record(self.feed.poll(100))
+                self._take_alerts()
                 if screen.due(now):
                     screen.draw(self.tally.snapshot(), now)
             self.stop.set()
@@ -273,6 +339,7 @@ class Demo:
             if self.guard is not None and self.guard.exit_code() is not None:
                 break
             self.tally.record(self.feed.poll(200))
+            self._take_alerts()
             snap = self.tally.snapshot()
         return snap
 
@@ -290,27 +357,81 @@ class Demo:
         for closer in (self.client, self.feed):
             if closer is not None:
                 _quietly(closer.close)
-        if self.guard is not None:
-            code = self.guard.stop()
-            self.say(f"guard worker stopped (status {code})")
+        for service in reversed(self.services):
+            code = service.stop()
+            self.say(f"{service.name} stopped (status {code})")
             if self.problems:
-                tail = self.guard.log_tail()
+                tail = service.log_tail()
                 if tail:
-                    self.say(f"last lines of the worker log ({self.guard.log_path}):\n{tail}")
+                    self.say(f"last lines of the {service.name}'s log:\n{tail}")
+        if self.webhook is not None:
+            self.webhook.close()
+        snap = snap or self.tally.snapshot()
+        if self.guard is not None and self.guard.exit_code() is not None and snap.decided:
+            self._check_trail(snap)
         if self.plan.private and self.topics_ready:
             try:
                 removed = remove_private_topics(self.args.bootstrap, self.plan, self.app_id)
-                self.say(f"removed {removed} private topics")
+                self.say(f"removed {removed} private topics and the run's consumer groups")
             except Exception as exc:  # the broker may be gone; nothing else to undo
                 self.say(f"could not remove the private topics: {exc}")
-        snap = snap or self.tally.snapshot()
         if snap.story_failed:
-            self.problems.append(f"{snap.story_failed} story steps were not decided as expected")
-        if self.guard is not None and (self.problems or self.args.keep):
-            self.say(f"kept the worker's log and data in {self.workdir}")
-        else:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.problems.append(f"{snap.story_failed} story steps did not go as expected")
+        if self.services:
+            logs = ", ".join(sorted({p.log_path.name for p in self.services}))
+            self.epilogue.append(f"demo: logs and data kept in {self.workdir} ({logs})\n")
         return snap
+
+    def _check_trail(self, snap: Snapshot) -> None:
+        """What the security team would do: the trail holds every decision and verifies;
+        one decision's inclusion proof; the transparency report of the run."""
+        audit = self.audit
+        if audit is None:
+            return
+        try:
+            audit.catch_up()
+            verified = audit.verify()
+            missing = self.tally.decided_ids() - audit.decided_events()
+            vdd = next(
+                (
+                    line.event_id
+                    for line in snap.story
+                    if line.got and line.got.startswith("BLOCK VDD_EGRESS_FORBIDDEN")
+                ),
+                None,
+            )
+            proof = audit.proof(vdd) if vdd else ""
+            report = audit.report(self.started_at, datetime.now(UTC) + timedelta(seconds=1))
+        except (RuntimeError, OSError, ValueError, KeyError) as exc:
+            self.problems.append(f"checking the audit trail failed: {exc}")
+            return
+        if verified.ok and not missing:
+            self.epilogue.append(
+                f"demo: audit trail: verify OK ({verified.summary}); every one of the "
+                f"{snap.decided} decisions of the run is in it\n"
+            )
+        elif verified.ok and self.info.note:  # the embedded broker's wrong end offsets
+            self.epilogue.append(
+                f"demo: audit trail: verify OK ({verified.summary}); {len(missing)} decisions "
+                "of the run not ingested by the end (NOTE above: this broker's end offsets are "
+                "wrong, so the final catch-up can stop short)\n"
+            )
+        else:
+            self.problems.append(
+                f"audit trail: {verified.summary}; {len(missing)} decisions of the run missing"
+            )
+        if proof:
+            self.epilogue.append(
+                f"demo: inclusion proof of the Virtual Drive block {vdd} (audit-sink proof "
+                f"{vdd}; check it offline against the verifier key):\n{_indented(proof)}"
+            )
+        self.epilogue.append(
+            f"demo: transparency report of the run (audit-sink report):\n{_indented(report)}"
+        )
+
+
+def _indented(text: str) -> str:
+    return "".join(f"    {line}\n" for line in text.rstrip("\n").splitlines())
 
 
 def _story_waiting(snap: Snapshot) -> bool:

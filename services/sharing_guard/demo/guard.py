@@ -1,11 +1,12 @@
-"""The demo's one guard worker: a ``sharing-guard worker`` subprocess, as in production.
+"""The demo's services as subprocesses, run as in production: the guard worker, the audit
+sink's ingest, the order service and the alerts service.
 
-It is configured only by ``SHARING_GUARD_*`` variables: a private application id (so its
-consumer group and changelog topics are its own), a private data directory, the demo's
-topics and a free port for ``/readyz`` and ``/metrics``. It runs in a session of its own,
-so a Ctrl-C on the terminal reaches the demo, which then stops it in order (SIGTERM,
-then SIGKILL after a grace period); on Linux it also gets SIGTERM if the demo process
-dies without stopping it, so it cannot outlive the demo.
+Each is configured only by its environment variables (:func:`worker_env` for the guard:
+a private application id, so its consumer group and changelog topics are its own, a
+private data directory, the demo's topics, a free port for ``/readyz`` and ``/metrics``).
+Each runs in a session of its own, so a Ctrl-C on the terminal reaches the demo, which
+then stops them in order (SIGTERM, then SIGKILL after a grace period); on Linux each also
+gets SIGTERM if the demo process dies without stopping it, so none can outlive the demo.
 """
 
 import ctypes
@@ -30,12 +31,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def command(program: str, *args: str) -> list[str]:
+    """``program`` (``sharing-guard`` or ``audit-sink``) from this interpreter's
+    environment, with ``args``."""
+    script = Path(sys.executable).parent / program
+    if script.exists():
+        return [str(script), *args]
+    module = "sharing_guard.cli" if program == "sharing-guard" else "audit_sink.cli"
+    return [sys.executable, "-m", module, *args]
+
+
 def worker_command() -> list[str]:
     """``sharing-guard worker`` from this interpreter's environment."""
-    script = Path(sys.executable).parent / "sharing-guard"
-    if script.exists():
-        return [str(script), "worker"]
-    return [sys.executable, "-m", "sharing_guard.cli", "worker"]
+    return command("sharing-guard", "worker")
 
 
 def worker_env(
@@ -73,12 +81,23 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-class GuardProcess:
-    """Start, watch and stop one worker; its output goes to ``log_path``."""
+class ServiceProcess:
+    """Start, watch and stop one service; its output goes to ``log_path``. ``port`` is
+    where it answers ``/readyz`` (``None``: it has no health endpoint; it is ready once
+    started)."""
 
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        port: int | None,
+    ) -> None:
+        self.name = name
+        self.argv = argv
         self.env = dict(env)
-        self.port = int(self.env["SHARING_GUARD_WEB_PORT"])
+        self.port = port
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -93,10 +112,10 @@ class GuardProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        """Start the worker process."""
+        """Start the process."""
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                worker_command(),
+                self.argv,
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -110,7 +129,9 @@ class GuardProcess:
         return None if self.process is None else self.process.poll()
 
     def ready(self) -> bool:
-        """True when ``/readyz`` answers 200."""
+        """True when ``/readyz`` answers 200 (or, without a port, once started)."""
+        if self.port is None:
+            return self.process is not None
         try:
             return httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200
         except httpx.HTTPError:
@@ -122,13 +143,13 @@ class GuardProcess:
         while not stop.is_set():
             code = self.exit_code()
             if code is not None:
-                return f"the guard worker exited with status {code} while starting"
+                return f"the {self.name} exited with status {code} while starting"
             if self.ready():
                 return None
             if time.monotonic() > deadline:
-                return f"the guard worker was not ready after {timeout_s:g} s"
+                return f"the {self.name} was not ready after {timeout_s:g} s"
             stop.wait(0.3)
-        return "stopped before the guard worker was ready"
+        return f"stopped before the {self.name} was ready"
 
     def stop(self, grace_s: float = 30.0) -> int | None:
         """SIGTERM, wait up to ``grace_s``, then SIGKILL; return the exit status."""
@@ -145,9 +166,15 @@ class GuardProcess:
         return process.returncode
 
     def log_tail(self, lines: int = 15) -> str:
-        """The last lines the worker wrote."""
+        """The last lines the process wrote."""
         try:
             text = self.log_path.read_text(encoding="utf-8", errors="replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def guard_process(env: Mapping[str, str], log_path: Path) -> ServiceProcess:
+    """The guard worker configured by ``env`` (see :func:`worker_env`)."""
+    port = int(env["SHARING_GUARD_WEB_PORT"])
+    return ServiceProcess("guard worker", worker_command(), env, log_path, port)

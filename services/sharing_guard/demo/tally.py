@@ -6,17 +6,20 @@ immutable copy that the renderers in :mod:`sharing_guard.demo.view` turn into te
 
 A decision counts once per ``event_id`` (the first one received): a redelivered transfer
 gets its stored decision again, and those repeats are counted apart as ``duplicates``.
+The story's lines are its transfers' decisions, the officers' calls to the order service
+(:meth:`Tally.desk`) and the alerts it must raise (:meth:`Tally.alerted`), in the order
+they happen.
 """
 
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sharing_guard.contract.decision import Decision
 from sharing_guard.contract.enums import Outcome, ReasonCode
-from sharing_guard.demo.story import StoryStep
+from sharing_guard.demo.story import DeskCall, StoryStep
 
 RATE_WINDOW_S = 2.0
 """Decisions per second are averaged over this many recent seconds."""
@@ -53,6 +56,7 @@ class Snapshot:
     recent: tuple[str, ...] = ()
     story: tuple[StoryLine, ...] = ()
     held_back: bool = False
+    alerts: int = 0
 
     @property
     def in_flight(self) -> int:
@@ -96,8 +100,18 @@ def latest_kinds(decisions: Sequence[Decision], count: int) -> list[Decision]:
 
 
 def describe(decision: Decision) -> str:
-    """Outcome and reason codes in one line, e.g. ``BLOCK CONSENT_MISSING``."""
-    return " ".join([decision.outcome.value, *(code.value for code in decision.codes)])
+    """Outcome and each reason with its clause, e.g. ``ALLOW PROCESSOR [C-PROCESSOR-PURPOSE]
+    + PROCESSOR [C-MARKETING-CONSENT]`` (one code may rest on two clauses)."""
+    reasons = " + ".join(f"{r.code.value} [{r.clause.value}]" for r in decision.reasons)
+    return f"{decision.outcome.value} {reasons}"
+
+
+@dataclass(frozen=True, slots=True)
+class _AlertWanted:
+    """A story step's alert, expected at the webhook."""
+
+    step: StoryStep
+    kind: str
 
 
 class Tally:
@@ -123,7 +137,9 @@ class Tally:
         self._times: deque[float] = deque()
         self._recent_count = recent
         self._recent: deque[Decision] = deque(maxlen=RECENT_POOL)
-        self._story: dict[str, StoryStep] = {}
+        self._story: dict[str, StoryStep | StoryLine | _AlertWanted] = {}
+        self._alerts: dict[str, str] = {}
+        self._alert_count = 0
         self._peak = 0.0
         self._held_back = False
 
@@ -149,9 +165,28 @@ class Tally:
             return max(0, self._sent_transfers - len(self._decisions) - self._duplicates)
 
     def expect(self, step: StoryStep) -> None:
-        """Follow a story step: its transfer's decision is checked when it arrives."""
+        """Follow a story step: its transfer's decision is checked when it arrives, and
+        the alert it must raise (if any) when one comes to the webhook."""
         with self._lock:
             self._story[step.transfer.event_id] = step
+            if step.alert is not None:
+                self._story[f"alert-{step.transfer.event_id}"] = _AlertWanted(step, step.alert)
+
+    def desk(self, call: DeskCall, run: int, status: int, detail: str = "") -> None:
+        """Count an officer's call to the order service: the status it got."""
+        got = f"HTTP {status}" + (f" ({detail})" if detail else "")
+        with self._lock:
+            key = f"desk-{len(self._story)}"
+            self._story[key] = StoryLine(
+                call.label, call.expected, run, key, got=got, as_expected=status == call.expect
+            )
+
+    def alerted(self, event_id: str | None, kind: str) -> None:
+        """Count an alert received by the webhook (``event_id``: the transfer's)."""
+        with self._lock:
+            self._alert_count += 1
+            if event_id is not None:
+                self._alerts.setdefault(event_id, kind)
 
     def record(self, decisions: Iterable[tuple[Decision, bool]]) -> None:
         """Count decisions as received: (decision, marked duplicate by the guard)."""
@@ -169,6 +204,11 @@ class Tally:
             while self._times and self._times[0] <= now - RATE_WINDOW_S:
                 self._times.popleft()
             self._changed.notify_all()
+
+    def decided_ids(self) -> set[str]:
+        """The event ids decided so far."""
+        with self._lock:
+            return set(self._decisions)
 
     def wait_for(self, event_id: str, timeout_s: float, stop: threading.Event) -> Decision | None:
         """The decision on ``event_id`` once received; ``None`` after the timeout or stop."""
@@ -203,9 +243,25 @@ class Tally:
                 recent=tuple(self._explain(d) for d in recent),
                 story=story,
                 held_back=self._held_back,
+                alerts=self._alert_count,
             )
 
-    def _story_line(self, step: StoryStep) -> StoryLine:
+    def _story_line(self, item: StoryStep | StoryLine | _AlertWanted) -> StoryLine:
+        if isinstance(item, StoryLine):
+            return item
+        if isinstance(item, _AlertWanted):
+            event_id = item.step.transfer.event_id
+            line = StoryLine(
+                f"alert to the security team: {item.step.label}",
+                f"webhook {item.kind}",
+                item.step.run,
+                f"alert-{event_id}",
+            )
+            kind = self._alerts.get(event_id)
+            if kind is None:
+                return line
+            return replace(line, got=f"webhook {kind}", as_expected=kind == item.kind)
+        step = item
         event_id = step.transfer.event_id
         decision = self._decisions.get(event_id)
         if decision is None:

@@ -145,8 +145,9 @@ def ensure_topics(bootstrap: str, plan: TopicPlan) -> list[str]:
 
 
 def remove_private_topics(bootstrap: str, plan: TopicPlan, app_id: str) -> int:
-    """Delete the plan's private topics, the worker's internal ones and its consumer
-    group (its committed offsets); return how many topics. Call it once the worker has
+    """Delete the plan's private topics, the worker's internal ones and the consumer groups
+    of the run (the worker's, ``app_id``, and those named ``<app_id>-...``: the audit sink's
+    and the alerts service's); return how many topics. Call it once the worker has
     stopped. Does nothing for default names: those are never removed.
     """
     if not plan.private:
@@ -161,7 +162,12 @@ def remove_private_topics(bootstrap: str, plan: TopicPlan, app_id: str) -> int:
         ]
         if names:
             admin.delete_topics(names)
-        admin.delete_groups([app_id])  # errors (e.g. no such group) come back, not raised
+        groups = [
+            group["group_id"]
+            for group in admin.list_groups()
+            if group["group_id"] == app_id or group["group_id"].startswith(f"{app_id}-")
+        ]
+        admin.delete_groups(groups or [app_id])  # errors come back, not raised
         return len(names)
     finally:
         admin.close()

@@ -8,7 +8,9 @@ Two threads share one :class:`~sharing_guard.client.TransferClient`:
   transfer is never decided on state older than the events produced before it;
 * the **story** plays :func:`~sharing_guard.demo.story.story` a moment after the start
   (and again every ``story_every_s`` seconds when that is positive). A step marked
-  ``waits`` is sent only once the decisions on the steps before it are back.
+  ``waits`` is sent only once the decisions on the steps before it are back. A step's
+  officers' calls go to ``desk`` (the order service's HTTP API, in the demo); without a
+  desk, the events those calls would publish are published directly.
 
 When the guard falls behind, the stream pauses while more than ``max_in_flight``
 transfers await their decision (a second's worth at the target rate by default), so what
@@ -25,7 +27,7 @@ from typing import Any
 
 from sharing_guard.client import TransferClient
 from sharing_guard.contract.events import TransferRequested
-from sharing_guard.demo.story import story
+from sharing_guard.demo.story import DeskCall, story
 from sharing_guard.demo.tally import Tally
 from sharing_guard.simulation import iter_events
 
@@ -56,6 +58,7 @@ class Traffic:
         story_every_s: float = 60.0,
         max_in_flight: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        desk: Callable[[DeskCall, int], None] | None = None,
     ) -> None:
         self.client = client
         self.tally = tally
@@ -66,6 +69,7 @@ class Traffic:
         self.story_every_s = story_every_s
         self.max_in_flight = max_in_flight or max(50, int(rate))
         self.clock = clock
+        self.desk = desk
         self.error: BaseException | None = None
         self.send_failures = 0
         self.started = False
@@ -142,6 +146,12 @@ class Traffic:
             for event in step.governance:
                 self.client.publish(event)
                 self.tally.sent(governance=1)
+            for call in step.calls:
+                if self.desk is not None:
+                    self.desk(call, step.run)
+                elif call.publishes is not None:
+                    self.client.publish(call.publishes)
+                    self.tally.sent(governance=1)
             self.tally.expect(step)
             self.client.publish(step.transfer)
             self.tally.sent(transfers=1)

@@ -193,7 +193,11 @@ def render_screen(
         (rate_text(snap), BOLD),
         (sent_text(snap), ""),
         ("outcomes: " + outcome_text(snap), _OUTCOMES),
-        (f"redeliveries answered again from the guard's store: {snap.duplicates}", ""),
+        (
+            f"transfers sent again with an already decided event id, answered with the "
+            f"stored decision: {snap.duplicates}; alerts received: {snap.alerts}",
+            "",
+        ),
     ]
     room = height - len(rows)
     codes = code_columns(snap.codes, width - 2)
@@ -282,14 +286,16 @@ def render_summary(snap: Snapshot, info: RunInfo) -> str:
         f"  elapsed:   {snap.elapsed_s:.1f} s at about {info.rate:g} events/s; "
         f"sent {snap.sent_transfers} transfers and {snap.sent_governance} governance events",
         f"  decided:   {snap.decided} transfers (average {average:.0f}/s, "
-        f"peak {snap.peak_rate:.0f}/s); {snap.in_flight} undecided at the end; "
-        f"{snap.duplicates} redeliveries answered again",
+        f"peak {snap.peak_rate:.0f}/s); {snap.in_flight} undecided at the end",
+        f"  resent:    {snap.duplicates} transfers sent again with an event id already "
+        "decided (the simulated services' retries), each answered with its stored decision",
+        f"  alerts:    {snap.alerts} received by the security team's webhook",
         "  outcomes:",
         f"    ALLOW {snap.outcome('ALLOW')}",
         f"    BLOCK {snap.outcome('BLOCK')}",
         "  by reason code:",
         *(f"    {code} {count}" for code, count in snap.codes),
-        f"  story: {snap.story_done} of {len(snap.story)} steps decided as expected"
+        f"  story: {snap.story_done} of {len(snap.story)} steps as expected"
         + (f" over {runs} runs" if runs > 1 else "")
         + (f", {snap.story_failed} NOT as expected" if snap.story_failed else ""),
         *(f"    run {line.run}: {story_text(line)}" for line in earlier),
