@@ -1,6 +1,7 @@
 """The demo's counting, topic naming and worker environment (no Kafka needed)."""
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -8,8 +9,11 @@ from sharing_guard.contract import Decision, Outcome, Reason, ReasonCode
 from sharing_guard.contract.enums import Clause
 from sharing_guard.demo.feed import is_duplicate
 from sharing_guard.demo.guard import worker_env
-from sharing_guard.demo.tally import Tally, latest_kinds, rate_over
+from sharing_guard.demo.story import story
+from sharing_guard.demo.tally import Tally, describe, latest_kinds, rate_over
 from sharing_guard.demo.topics import differences, plan_topics
+from sharing_guard.explain import explain
+from sharing_guard.policy_file import load_policy
 from sharing_guard.settings import GuardSettings, Topics
 
 
@@ -45,6 +49,48 @@ def test_tally_counts_each_event_once() -> None:
     assert dict(snap.codes) == {"PROCESSOR": 1, "CONSENT_MISSING": 1, "CHILD_DATA": 1}
     assert snap.in_flight == 0
     assert tally.in_flight() == 0
+
+
+def test_a_decision_is_shown_with_each_clause_behind_it() -> None:
+    """A promotional offer allowed rests on the processor's function and the consent: the
+    line says both, where it once read ``ALLOW PROCESSOR PROCESSOR``."""
+    promo = Decision(
+        event_id="e1",
+        outcome=Outcome.ALLOW,
+        reasons=(
+            Reason(code=ReasonCode.PROCESSOR, clause=Clause.PROCESSOR_PURPOSE),
+            Reason(code=ReasonCode.PROCESSOR, clause=Clause.MARKETING_CONSENT),
+        ),
+        policy_version="p@1",
+    )
+    assert describe(promo) == (
+        "ALLOW PROCESSOR [C-PROCESSOR-PURPOSE] + PROCESSOR [C-MARKETING-CONSENT]"
+    )
+    text = explain(promo, load_policy())
+    assert text.count("Allowed to a registered processor") == 1  # the code's words once
+    assert "C-MARKETING-CONSENT:" in text  # and the consent clause, in words
+
+
+def test_story_lines_of_calls_and_alerts(tmp_path: Path) -> None:
+    tally = Tally(lambda d: d.event_id)
+    steps = story(1, datetime(2026, 11, 30, 12, 0, tzinfo=UTC))
+    vdd = next(s for s in steps if s.alert)
+    tally.expect(vdd)
+    register = next(c for s in steps for c in s.calls)
+    tally.desk(register, 1, 201)
+    waiting = {line.event_id: line for line in tally.snapshot().story}
+    assert waiting[f"alert-{vdd.transfer.event_id}"].got is None
+    tally.alerted("some-other-transfer", "VDD_EGRESS_BLOCKED")
+    tally.alerted(vdd.transfer.event_id, "VDD_EGRESS_BLOCKED")
+    snap = tally.snapshot()
+    lines = {line.label: line for line in snap.story}
+    assert snap.alerts == 2
+    alert = lines[f"alert to the security team: {vdd.label}"]
+    assert (alert.got, alert.as_expected) == ("webhook VDD_EGRESS_BLOCKED", True)
+    call = lines[register.label]
+    assert (call.got, call.as_expected) == ("HTTP 201", True)
+    tally.desk(register, 1, 500, "internal error")
+    assert tally.snapshot().story_failed == 1
 
 
 def test_rate_over_a_window() -> None:
