@@ -17,10 +17,13 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Only what the package build needs: the project metadata and the two service packages.
-COPY pyproject.toml README.md ./
+# Only what the package build needs: the project metadata, the locked versions, the two
+# service packages and the Avro schemas (services/sharing_guard/avro links to schemas/avro).
+COPY pyproject.toml README.md constraints.txt ./
 COPY services ./services
-RUN /opt/venv/bin/pip install --no-compile . \
+COPY schemas/avro ./schemas/avro
+# constraints.txt: exactly the versions `make test` ran with (`make lock` writes it).
+RUN /opt/venv/bin/pip install --no-compile -c constraints.txt . \
     && /opt/venv/bin/python -m compileall -q /opt/venv/lib
 
 FROM ${PYTHON_IMAGE} AS runtime

@@ -3,17 +3,22 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup services demo test lint typecheck unit bench bench-kafka bench-scaleout bench-soak bench-audit clean
+.PHONY: setup lock services stop demo test lint typecheck unit bench bench-kafka bench-scaleout bench-soak bench-audit clean
 
-$(BIN)/.installed: pyproject.toml
+# constraints.txt pins every distribution to the version tested (`make lock` rewrites it).
+$(BIN)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-setup: $(BIN)/.installed  ## create .venv and install the project with its dev tools
+setup: $(BIN)/.installed  ## create .venv and install the project with its dev tools, at the locked versions
 
-demo: setup  ## broker + guard + simulated traffic, live; Ctrl-C stops (DEMO_SECONDS=30: by itself)
+lock:  ## install pyproject.toml's requirements into .venv, then pin them all in constraints.txt (UPGRADE=1: newest allowed)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python scripts/lock.py $(if $(UPGRADE),--upgrade)
+
+demo: setup  ## the whole system + simulated traffic, live; Ctrl-C stops (DEMO_SECONDS=30: by itself)
 	PYTHON=$(BIN)/python scripts/demo.sh
 
 lint: setup
@@ -27,10 +32,19 @@ services: setup  ## install (first time) and start PostgreSQL and Apache Kafka o
 	scripts/postgres.sh start
 	scripts/kafka.sh start
 
+stop:  ## stop the Apache Kafka and PostgreSQL that `make services` and `make test` leave running
+	scripts/kafka.sh stop
+	scripts/postgres.sh stop
+
 unit: setup
 	$(BIN)/pytest
 
-test: lint typecheck services unit  ## the full suite: ruff, mypy strict, pytest on real Kafka and PostgreSQL
+# The services stay up for the next run (starting Kafka takes a while); the last line says so,
+# whether the tests passed or not.
+test: lint typecheck services  ## the full suite: ruff, mypy strict, pytest on real Kafka and PostgreSQL
+	@$(BIN)/pytest; status=$$?; \
+	echo "make test: Kafka and PostgreSQL are left running for the next run; 'make stop' stops both."; \
+	exit $$status
 
 bench: setup  ## engine benchmark (pure engine, replay, Cedar), baselines measured in the same run
 	$(BIN)/python benchmarks/run.py

@@ -7,7 +7,7 @@
 #   start    install if needed, create the Debian cluster '<version> main' if it is missing,
 #            make it listen on 127.0.0.1:POSTGRES_PORT only, start it, wait until pg_isready,
 #            create (idempotently) the role and the test database it owns, print the DSN.
-#   stop     stop the cluster.
+#   stop     stop the cluster (nothing to do when PostgreSQL is not installed).
 #   status   exit 0 when the cluster is running and accepts the test role's login; print the DSN.
 #   dsn      print the DSN (e.g. export SHARING_GUARD_TEST_PG_DSN=$(scripts/postgres.sh dsn)).
 #
@@ -202,6 +202,10 @@ cmd_start() {
 
 cmd_stop() {
     local version
+    if [[ -z ${POSTGRES_VERSION:-} && -z $(installed_version) ]]; then
+        log "not installed, so not running"
+        return 0
+    fi
     version=$(pg_version)
     if cluster_exists "$version" && cluster_online "$version"; then
         pg_ctlcluster "$version" "$CLUSTER" stop

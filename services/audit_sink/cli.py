@@ -191,10 +191,14 @@ def _keygen(settings: AuditSinkSettings, index_key: bool) -> int:
 
 
 def _ingest(settings: AuditSinkSettings, stop_at_end: bool) -> int:
-    """Run the Kafka ingest; SIGTERM or SIGINT stop it after the batch in hand."""
+    """Run the Kafka ingest; SIGTERM or SIGINT stop it after the batch in hand. Spans of
+    the appends are exported when an OTLP endpoint is set (:mod:`sharing_guard.tracing`);
+    metrics are served while it runs (:mod:`audit_sink.ingest_metrics`)."""
     from kafka.errors import KafkaError
+    from sharing_guard.tracing import AUDIT_SINK, otlp_configured, tracer_provider
 
     from audit_sink.ingest import Ingestor, kafka_consumer
+    from audit_sink.ingest_metrics import start_listener
     from audit_sink.prepare import PreparePool
 
     logsafe.configure(logging.INFO)
@@ -209,6 +213,7 @@ def _ingest(settings: AuditSinkSettings, stop_at_end: bool) -> int:
         signal.signal(signum, request_stop)
     # The helper is spawned before any thread or connection exists in this process.
     preparer = PreparePool(bootstrap.index_key(settings)) if settings.prepare_in_helper else None
+    tracing = tracer_provider(AUDIT_SINK) if otlp_configured() else None
     store = bootstrap.open_store(settings)
     try:
         keys = bootstrap.open_keystore(settings)
@@ -226,14 +231,22 @@ def _ingest(settings: AuditSinkSettings, stop_at_end: bool) -> int:
                 idle_checkpoint_s=settings.idle_checkpoint_ms / 1000,
                 stats_every_s=settings.stats_every_s,
                 preparer=preparer,
+                tracer=None if tracing is None else tracing.get_tracer("audit_sink"),
             )
-            stats = ingestor.run(stop, stop_at_end=stop_at_end)
+            listener = start_listener(settings, ingestor, store)  # /metrics, /healthz
+            try:
+                stats = ingestor.run(stop, stop_at_end=stop_at_end)
+            finally:
+                if listener is not None:
+                    listener.close()
         finally:
             keys.close()
     finally:
         store.close()
         if preparer is not None:
             preparer.close()
+        if tracing is not None:
+            tracing.shutdown()  # the spans still queued leave before the process does
     print(
         f"ingested {stats.consumed} records in {stats.batches} batches: {stats.appended} "
         f"entries ({stats.anomalies} anomalies), {stats.skipped} skipped, log size {stats.size}",

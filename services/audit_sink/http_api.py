@@ -5,27 +5,29 @@ functions: ``GET /entries`` (:func:`~audit_sink.query.query_entries`, rendered l
 ``query``), ``GET /verify`` (:func:`~audit_sink.verification.verify_log` against the stored
 checkpoints and the pinned key), ``GET /proof/{event_id}`` (a C2SP tlog-proof bundle,
 :func:`~audit_sink.proofs.prove_event`), ``GET /checkpoint`` (the latest signed checkpoint),
-``GET /transparency-report`` (:mod:`audit_sink.transparency`, as ``report``) and
-``GET /healthz``. FastAPI serves the OpenAPI description at ``/openapi.json``, with the
-bearer scheme declared; the interactive pages (``/docs``, ``/redoc``) are off because they load
-scripts from a CDN into a page where the token is typed.
+``GET /transparency-report`` (:mod:`audit_sink.transparency`, as ``report``),
+``GET /healthz`` and ``GET /metrics`` (Prometheus text: requests by method, route template
+and status, counted and timed through the edge's ``observe`` hook, and verifications by
+result; :mod:`audit_sink.api_metrics`). FastAPI serves the OpenAPI description at
+``/openapi.json``, with the bearer scheme declared; the interactive pages (``/docs``,
+``/redoc``) are off because they load scripts from a CDN into a page where the token is typed.
 
 :func:`create_app` builds the application and does no I/O. Each request opens the store
 read-only (and the key store, for ``/entries``) through :mod:`audit_sink.bootstrap`, as the
 command line does, and closes it before answering: SQLite connections belong to one thread,
 and FastAPI runs these endpoints in a thread pool. Verifications run one at a time.
 
-Every route but ``/healthz`` (and ``/openapi.json``) needs ``Authorization: Bearer <token>``,
-checked by the shared HTTP edge (:mod:`sharing_guard.edge.asgi`) before anything of the request
-is validated or read; the token is compared in constant time (:func:`hmac.compare_digest` over
-SHA-256 digests, which also hides its length) and is never logged. The edge also refuses a body
-over :data:`MAX_BODY_BYTES` (413), two ``Authorization`` headers (400), and puts the security
-headers on every response, errors included. The token holder reads what ``query`` shows:
-decrypted account ids and event JSON where the subject's key still exists. Logs carry one line
-per request with the method, the route *template*, the status and the time: never a query
-string (which may name an account), a header or a body. An unexpected error is logged by type
-and stack frames only, never its message, and answered 500; a store that cannot be reached is
-answered 503.
+Every route but ``/healthz``, ``/metrics`` (and ``/openapi.json``) needs ``Authorization: Bearer
+<token>``, checked by the shared HTTP edge (:mod:`sharing_guard.edge.asgi`) before anything of
+the request is validated or read; the token is compared in constant time
+(:func:`hmac.compare_digest` over SHA-256 digests, which also hides its length) and is never
+logged. The edge also refuses a body over :data:`MAX_BODY_BYTES` (413), two ``Authorization``
+headers (400), and puts the security headers on every response, errors included. The token
+holder reads what ``query`` shows: decrypted account ids and event JSON where the subject's key
+still exists. Logs carry one line per request with the method, the route *template*, the status
+and the time: never a query string (which may name an account), a header or a body. An
+unexpected error is logged by type and stack frames only, never its message, and answered 500; a
+store that cannot be reached is answered 503.
 
 Status codes: 200; 400 two ``Authorization`` headers, or a parameter the validation cannot
 express (an instant without a time zone, an unknown or repeated parameter, an account search
@@ -65,6 +67,7 @@ from sharing_guard.edge.asgi import Edge, EdgePolicy, UnauthorizedError
 from sharing_guard.edge.params import only
 
 from audit_sink import bootstrap
+from audit_sink.api_metrics import ApiMetrics
 from audit_sink.checkpoint import NoteVerifier
 from audit_sink.keystore import KeyStore
 from audit_sink.proofs import ProofError, prove_event, signed_head
@@ -100,7 +103,7 @@ ENTRY_PARAMETERS: Final = frozenset(
 TRUNCATED_HEADER: Final = "Audit-Sink-Truncated"
 MAX_BODY_BYTES: Final = 8192
 """Every route is a GET: a body is never needed, and a large one is refused unread (413)."""
-PUBLIC_PATHS: Final = frozenset(("/healthz", "/openapi.json"))
+PUBLIC_PATHS: Final = frozenset(("/healthz", "/metrics", "/openapi.json"))
 
 _EXIT_OK, _EXIT_CANNOT_RUN = 0, 2
 _MAX_TEXT: Final = 256
@@ -198,7 +201,8 @@ _NOT_PROVEN: Final = _error("The store does not prove it (tampered or inconsiste
 
 @dataclass(frozen=True)
 class _Service:
-    """What the endpoints share: settings, pinned key, index key, token digest, a lock."""
+    """What the endpoints share: settings, pinned key, index key, token digest, a lock,
+    the metrics."""
 
     settings: AuditSinkSettings = field(repr=False)
     origin: str
@@ -206,6 +210,7 @@ class _Service:
     index_key: IndexKey | None = field(repr=False)
     token_digest: bytes = field(repr=False)
     verifying: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    metrics: ApiMetrics = field(default_factory=ApiMetrics, repr=False)
 
 
 def _check_token(token: str) -> None:
@@ -267,6 +272,7 @@ def create_app(settings: AuditSinkSettings, *, token: str) -> FastAPI:
             authenticate=_authenticate(service.token_digest),
             public_paths=PUBLIC_PATHS,
             logger=logger,
+            observe=service.metrics.http.observe,
         ),
     )
     app.add_exception_handler(RequestValidationError, _invalid)
@@ -333,6 +339,12 @@ _protected = APIRouter(dependencies=[Depends(_authorised)], responses=_ERRORS)
 async def healthz() -> dict[str, bool]:
     """The process answers; it does not open the store."""
     return {"ok": True}
+
+
+@_public.get("/metrics", include_in_schema=False, dependencies=[Depends(only())])
+def metrics(service: Service) -> Response:
+    """The Prometheus text of the API's metrics (no token: it holds no personal data)."""
+    return service.metrics.render()
 
 
 @contextmanager
@@ -480,6 +492,7 @@ def verify(service: Service) -> JSONResponse:
             origin=service.origin,
             chunk_size=service.settings.verify_chunk,
         )
+    service.metrics.verified(report.ok)
     return JSONResponse(_report_body(report))
 
 

@@ -33,7 +33,10 @@ appended, the offsets committed synchronously, the unsigned entries signed, the 
 closed.
 
 Logs and statistics carry counts, indices and Kafka positions only: never a record's
-content, an account or an event.
+content, an account or an event. With a tracer, each record that carries a trace context
+gets a span around its append (:mod:`audit_sink.spans`). The counters, :attr:`Ingestor.lag`
+and the time of the last checkpoint are read by the metrics listener
+(:mod:`audit_sink.ingest_metrics`).
 """
 
 from __future__ import annotations
@@ -43,16 +46,20 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
 from kafka.structs import OffsetAndMetadata
+from opentelemetry.context import Context
+from opentelemetry.trace import Tracer
 from sharing_guard.topic_wait import await_topics, topics_exist
 
 from audit_sink.plan import ConsumedRecord
 from audit_sink.prepare import Prepared, PreparePool
 from audit_sink.settings import AuditSinkSettings
+from audit_sink.spans import AppendSpans
+from audit_sink.store import Position
 from audit_sink.writer import AppendResult, AuditLog
 
 __all__ = ["IngestStats", "Ingestor", "kafka_consumer"]
@@ -64,12 +71,14 @@ REJOIN_AFTER_S = 5.0
 
 @dataclass(frozen=True)
 class _Polled:
-    """A polled batch: its records, the positions and offsets after it, its preparation."""
+    """A polled batch: its records, the positions and offsets after it, its preparation,
+    the trace context of its records that carry one."""
 
     batch: list[ConsumedRecord]
     positions: dict[tuple[str, int], int]
     offsets: dict[Any, Any]
     prepared: Future[list[Prepared]] | None
+    traced: dict[Position, Context] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,11 +153,13 @@ class Ingestor:
         stats_every_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         preparer: PreparePool | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         """Wire the writer and an unsubscribed consumer (auto-commit off) of ``topic``.
 
         With a ``preparer`` (whose index key and decoding are the writer's), each batch is
-        prepared in its helper process while the previous one is appended.
+        prepared in its helper process while the previous one is appended. With a
+        ``tracer``, appends of traced records get spans.
         """
         self._log = log
         self._consumer = consumer
@@ -164,8 +175,13 @@ class Ingestor:
         self._pending_commit: dict[Any, Any] = {}
         self._preparer = preparer
         self._in_hand: _Polled | None = None
+        self._spans = None if tracer is None else AppendSpans(tracer)
         self._empty_since: float | None = None
+        self._stored: dict[tuple[str, int], int] = {}  # next offsets the log holds
         self.stats = IngestStats()
+        # Read by the metrics listener (audit_sink.ingest_metrics), from another thread:
+        self.lag: dict[tuple[str, int], int] = {}  # records behind each partition's end
+        self.checkpoint_signed_at: float | None = None  # time.time() of the last signature
 
     # -- the group -----------------------------------------------------------------------
 
@@ -204,6 +220,7 @@ class Ingestor:
         """Seek each assigned partition to its stored position (or its beginning)."""
         self.stats.rebalances += 1
         stored = self._log.committed_positions()
+        self._stored.update(stored)
         fresh = []
         for tp in assigned:
             position = stored.get((tp.topic, tp.partition))
@@ -239,10 +256,13 @@ class Ingestor:
         batch: list[ConsumedRecord] = []
         positions: dict[tuple[str, int], int] = {}
         offsets: dict[Any, Any] = {}
+        traced: dict[Position, Context] = {}
         for tp, messages in polled.items():
             if not messages:
                 continue
             batch.extend(ConsumedRecord(m.topic, m.partition, m.offset, m.value) for m in messages)
+            if self._spans is not None:
+                traced.update(self._spans.contexts(messages))
             following = messages[-1].offset + 1
             positions[(tp.topic, tp.partition)] = following
             offsets[tp] = OffsetAndMetadata(following, "", -1)
@@ -251,7 +271,7 @@ class Ingestor:
             prepared = None
             if self._preparer is not None:
                 prepared = self._preparer.submit([m.value for m in batch])
-            polled_now = _Polled(batch, positions, offsets, prepared)
+            polled_now = _Polled(batch, positions, offsets, prepared, traced)
         if self._preparer is None:
             self._in_hand = polled_now
             return self.flush()
@@ -265,7 +285,11 @@ class Ingestor:
         if in_hand is None:
             return None
         prepared = None if in_hand.prepared is None else in_hand.prepared.result()
+        started_ns = time.time_ns()
         result = self._log.append_batch(in_hand.batch, in_hand.positions, prepared)
+        self._stored.update(in_hand.positions)
+        if self._spans is not None and in_hand.traced:
+            self._spans.record(in_hand.traced, result, started_ns)
         self._pending_commit.update(in_hand.offsets)
         self._commit_async()
         self._count(result, len(in_hand.batch))
@@ -291,6 +315,7 @@ class Ingestor:
                 )
         if result.checkpoint is not None:
             stats.checkpoints += 1
+            self.checkpoint_signed_at = time.time()
             self._unsigned = False
         elif result.appended:
             self._unsigned = True
@@ -335,7 +360,22 @@ class Ingestor:
         if self._unsigned:
             if self._log.checkpoint() is not None:
                 self.stats.checkpoints += 1
+                self.checkpoint_signed_at = time.time()
             self._unsigned = False
+
+    def measure_lag(self) -> None:
+        """Set :attr:`lag`: for each assigned partition, its end offset as the consumer last
+        saw it (the high-water mark of its fetch responses: no request is made) minus the
+        next offset the log stored for it. A partition whose end is not known yet, or that
+        has records but no position in the log yet, is left out until its first batch."""
+        lag: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.assignment():
+            end = self._consumer.highwater(tp)
+            key = (tp.topic, tp.partition)
+            stored = self._stored.get(key, 0 if end == 0 else None)
+            if end is not None and stored is not None:
+                lag[key] = max(0, end - stored)
+        self.lag = lag
 
     def at_end(self) -> bool:
         """Whether every assigned partition has been consumed up to its end offset."""
@@ -362,6 +402,7 @@ class Ingestor:
         try:
             while not stop.is_set():
                 result = self.poll_once()
+                self.measure_lag()
                 now = self._clock()
                 self._rejoin_if_left_empty(now)
                 if result is None:

@@ -12,7 +12,7 @@ import binascii
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -135,6 +135,16 @@ class AuditSinkSettings(BaseSettings):
     stats_every_s: float = Field(
         default=60.0, gt=0, description="Seconds between two ingest statistics log lines."
     )
+    metrics_host: str = Field(
+        default="127.0.0.1", description="Bind address of the ingest's metrics listener."
+    )
+    metrics_port: int = Field(
+        default=8089,
+        ge=0,
+        le=65535,
+        description="Port of the ingest's metrics listener (/metrics, /healthz); 0 or empty: "
+        "no listener.",
+    )
     verify_chunk: int = Field(default=16384, ge=1, description="Rows per verification chunk.")
     verify_workers: int = Field(
         default=0,
@@ -142,10 +152,22 @@ class AuditSinkSettings(BaseSettings):
         description="Helper processes of a verification (0: one per CPU; 1: serial).",
     )
 
+    @field_validator("metrics_port", mode="before")
+    @classmethod
+    def _empty_port_is_off(cls, value: object) -> object:
+        """``AUDIT_SINK_METRICS_PORT=`` (empty) turns the listener off, as 0 does."""
+        return 0 if value is None or (isinstance(value, str) and not value.strip()) else value
+
     def require_origin(self) -> str:
-        """The origin (``SettingsError`` if unset)."""
+        """The origin (``SettingsError`` if unset: there is no default, because the origin
+        names the log in every signed checkpoint and in the signing key)."""
         if not self.origin:
-            raise SettingsError("set AUDIT_SINK_ORIGIN (unique per deployment)")
+            raise SettingsError(
+                "AUDIT_SINK_ORIGIN is not set: every command but pg-schema and "
+                "keygen --index-key needs it. It names this audit log in every signed "
+                "checkpoint, must be unique per deployment and stays the same for the log's "
+                "whole life; e.g. export AUDIT_SINK_ORIGIN=audit.example.com/sharing-guard/prod"
+            )
         return self.origin
 
     def log_file(self) -> Path:

@@ -5,7 +5,7 @@ import sys
 from typing import Any
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from sharing_guard.codec import CodecRegistry, contract_registry
@@ -17,6 +17,7 @@ from sharing_guard.stream.preflight import PreflightError, preflight
 from sharing_guard.stream.telemetry import Telemetry, build_telemetry
 from sharing_guard.stream.window import Window
 from sharing_guard.stream.worker import GuardWorker
+from sharing_guard.tracing import WORKER, tracer_provider
 
 
 def build_worker(
@@ -42,15 +43,16 @@ def build_worker(
 
 
 def _tracer_provider(settings: GuardSettings) -> TracerProvider:
-    """Spans to a JSON-lines file when ``trace_file`` is set; otherwise kept in process."""
-    provider = TracerProvider()
+    """Spans over OTLP when an endpoint is configured (:mod:`sharing_guard.tracing`), and
+    to a JSON-lines file when ``trace_file`` is set."""
+    processors: list[SpanProcessor] = []
     if settings.trace_file is not None:
         out = settings.trace_file.open("a", encoding="utf-8")
         exporter = ConsoleSpanExporter(
             out=out, formatter=lambda span: span.to_json(indent=None) + "\n"
         )
-        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
-    return provider
+        processors.append(BatchSpanProcessor(exporter, schedule_delay_millis=200))
+    return tracer_provider(WORKER, processors)
 
 
 def faust_worker(app: Any, log_level: str) -> Any:
@@ -98,5 +100,9 @@ def run_worker(settings: GuardSettings | None = None) -> None:
     except PreflightError as exc:
         print(f"sharing-guard worker: refusing to start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    worker = build_worker(window, settings)
-    faust_worker(worker.app, worker.settings.log_level).execute_from_commandline()
+    provider = _tracer_provider(settings)
+    worker = build_worker(window, settings, build_telemetry([PrometheusMetricReader()], provider))
+    try:
+        faust_worker(worker.app, worker.settings.log_level).execute_from_commandline()
+    finally:
+        provider.shutdown()  # the spans still queued leave before the process does

@@ -1,9 +1,11 @@
 """The ``sharing-guard`` command line.
 
 ``replay [FILE|-]`` decides a JSON Lines file offline (contract section 4); ``explain``
-does the same and prints each decision for a person. Exit status: 0 when every line was
-valid, 1 when some line was invalid (reported on stderr), 2 when the run could not start
-(unreadable input or policy).
+does the same and prints each decision for a person. Without FILE they read standard input
+when it is a pipe or a file, and refuse when it is a terminal (instead of waiting there
+silently). Exit status: 0 when every line was valid, 1 when some line was invalid (reported
+on stderr), 2 when the run could not start (unreadable input or policy, or no input given
+at a terminal).
 """
 
 import argparse
@@ -33,7 +35,11 @@ def _parser() -> argparse.ArgumentParser:
         ("explain", "like replay, but print each decision for a person"),
     ):
         sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("file", nargs="?", default="-", help="JSON Lines input, or - for stdin")
+        sub.add_argument(
+            "file",
+            nargs="?",
+            help="JSON Lines input, or - for standard input (the default unless it is a terminal)",
+        )
         sub.add_argument("--policy", type=Path, help="policy file (default: the bundled one)")
     commands.add_parser(
         "worker",
@@ -55,6 +61,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_orders_parser(commands)
     return parser
+
+
+def _stdin_is_terminal() -> bool:
+    """True when standard input is a terminal (or absent): nothing would ever arrive there
+    but what someone types, so a run without a file argument refuses instead of waiting."""
+    stdin = sys.stdin
+    return stdin is None or stdin.isatty()
+
+
+def _no_input_message(command: str) -> str:
+    stdin = "there is no standard input" if sys.stdin is None else "standard input is a terminal"
+    return (
+        f"sharing-guard {command}: no events given, and {stdin}. "
+        f"Give a JSON Lines file (sharing-guard {command} events.jsonl) or pipe the events in "
+        f"(cat events.jsonl | sharing-guard {command}); "
+        f"'sharing-guard {command} -' reads what you type."
+    )
 
 
 @contextmanager
@@ -103,6 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sharing_guard.alerts.bootstrap import main as run_alerts
 
         return run_alerts()
+    if args.file is None:
+        if _stdin_is_terminal():
+            print(_no_input_message(args.command), file=sys.stderr)
+            return EXIT_CANNOT_START
+        args.file = "-"
     try:
         policy = load_policy(args.policy)
     except (OSError, PolicyError) as exc:

@@ -89,6 +89,6 @@ class GuardSettings(BaseSettings):
     log_level: str = Field(default="WARNING", description="Worker log level.")
     trace_file: Path | None = Field(
         default=None,
-        description="Append finished spans as JSON lines here (development and tests; "
-        "production wires an OpenTelemetry exporter of its choice in bootstrap).",
+        description="Also append finished spans as JSON lines here (development and tests; "
+        "OTLP export is set by the standard OTEL_EXPORTER_OTLP_ENDPOINT).",
     )

@@ -62,6 +62,10 @@ class Service:
     cli_port: bool = False  # the port and host are command-line options (audit-sink serve)
     sources: tuple[str, ...] = ()  # files whose routes are the service's HTTP endpoints
     routes: frozenset[str] = field(default_factory=frozenset)  # filled by service_routes
+    # A listener of its own for /metrics (audit-sink ingest): the settings fields of its
+    # port (0: none) and bind address.
+    metrics_port_setting: str | None = None
+    metrics_host_setting: str | None = None
 
     def settings_class(self) -> type[BaseSettings]:
         """The pydantic-settings class the process reads its environment with."""
@@ -103,6 +107,8 @@ SERVICES = (
         "audit_sink.settings:AuditSinkSettings",
         None,
         None,
+        metrics_port_setting="metrics_port",
+        metrics_host_setting="metrics_host",
     ),
     Service(
         "audit-api",
@@ -138,6 +144,27 @@ def service_routes(service: Service) -> frozenset[str]:
     for source in service.sources:
         routes.update(_ROUTE.findall((ROOT / source).read_text(encoding="utf-8")))
     return frozenset(routes)
+
+
+def metrics_address(
+    service: Service, settings: BaseSettings, command: Sequence[str]
+) -> tuple[str, int] | None:
+    """Where the process serves Prometheus ``/metrics`` (host, port); ``None``: nowhere."""
+    if service.metrics_port_setting is not None:
+        assert service.metrics_host_setting is not None
+        port = int(getattr(settings, service.metrics_port_setting))
+        return (str(getattr(settings, service.metrics_host_setting)), port) if port else None
+    if "/metrics" not in service_routes(service):
+        return None
+    if service.cli_port:
+        host, port = cli_option(command, "--host"), cli_option(command, "--port")
+        assert host is not None, f"{service.name}: no --host"
+        assert port is not None, f"{service.name}: no --port"
+        return host, int(port)
+    assert service.port_setting is not None
+    assert service.host_setting is not None
+    port_value = int(getattr(settings, service.port_setting))
+    return str(getattr(settings, service.host_setting)), port_value
 
 
 def service_of(command: Sequence[str]) -> Service | None:
@@ -243,6 +270,18 @@ def settings_prefixes() -> tuple[str, ...]:
     """The env prefixes of every service's settings class (plus the common Kafka alias)."""
     prefixes = {str(s.settings_class().model_config.get("env_prefix")) for s in SERVICES}
     return (*sorted(prefixes), "KAFKA_BOOTSTRAP_SERVERS")
+
+
+def otel_variables() -> frozenset[str]:
+    """The standard ``OTEL_*`` variables, read by the OpenTelemetry SDK and its OTLP exporter
+    themselves in every service (``sharing_guard.tracing``), not by a settings class."""
+    from opentelemetry.sdk import environment_variables
+
+    return frozenset(
+        value
+        for name, value in vars(environment_variables).items()
+        if name.startswith("OTEL_") and isinstance(value, str)
+    )
 
 
 def declared_topics() -> dict[str, Any]:

@@ -26,6 +26,8 @@ from deploy_support import (
     declared_topics,
     example_secret_values,
     image_env,
+    metrics_address,
+    otel_variables,
     service_of,
     service_routes,
     settings_env,
@@ -169,6 +171,8 @@ def test_every_variable_is_read_by_the_service(resolved: dict[str, Any]) -> None
         text = " ".join(command)
         service = service_of(command)
         read = set(settings_env(service.settings_class())) if service else set()
+        if service is not None:
+            read |= otel_variables()  # read by the OpenTelemetry SDK in every service
         for key in spec.get("environment") or {}:
             if key in read:
                 continue
@@ -211,7 +215,7 @@ def test_health_checks_call_served_endpoints_on_the_listening_port(
         if service is None or spec.get("restart") == "no":
             continue
         health = spec.get("healthcheck") or {}
-        if not service.sources:  # no HTTP endpoint (audit-sink ingest): no health check
+        if not service.sources:  # no health endpoint (audit-sink ingest): no health check
             assert health.get("disable") is True, f"{name}: declare that it has no check"
             continue
         settings = _build(
@@ -303,18 +307,27 @@ def test_mounted_files_exist_and_scripts_parse(resolved: dict[str, Any]) -> None
         assert variable in postgres_env or variable in {"POSTGRES_USER", "POSTGRES_DB"}
 
 
-def test_telemetry_scrapes_every_metrics_endpoint(resolved: dict[str, Any]) -> None:
+def test_telemetry_scrapes_every_metrics_endpoint(
+    resolved: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     collector = yaml.safe_load((ROOT / "deploy/compose/otel-collector.yaml").read_text("utf-8"))
     jobs = collector["receivers"]["prometheus"]["config"]["scrape_configs"]
     targets = {t for job in jobs for c in job["static_configs"] for t in c["targets"]}
-    expected = set()
+    expected, scraped = set(), set()
     for name, spec in _project_services(resolved).items():
         service = service_of(_command(spec))
-        if service is not None and "/metrics" in service_routes(service):
-            port = int(spec["environment"][f"{_settings_prefix(service)}WEB_PORT"])
+        if service is None or spec.get("restart") == "no":
+            continue
+        environment = {**image_env(), **(spec.get("environment") or {})}
+        settings = _build(service.settings_class(), environment, monkeypatch)
+        address = metrics_address(service, settings, _command(spec))
+        if address is not None:
+            host, port = address
+            assert host == "0.0.0.0", f"{name}: /metrics on {host}, unreachable by the collector"
             expected.add(f"{name}:{port}")
+            scraped.add(service.name)
     assert expected == targets
-    assert expected  # the guard and alerts
+    assert scraped == {"guard", "orders", "alerts", "audit-api", "audit-ingest"}
     prometheus = yaml.safe_load((ROOT / "deploy/compose/prometheus.yml").read_text("utf-8"))
     scraped_targets = {
         target
@@ -330,8 +343,21 @@ def test_telemetry_scrapes_every_metrics_endpoint(resolved: dict[str, Any]) -> N
     assert collector["exporters"]["otlp/jaeger"]["endpoint"].split(":")[0] in resolved["services"]
 
 
-def _settings_prefix(service: Any) -> str:
-    return str(service.settings_class().model_config.get("env_prefix"))
+def test_every_traced_service_exports_to_the_collector(resolved: dict[str, Any]) -> None:
+    """The guard, the audit ingest, orders and alerts send spans over OTLP/HTTP to the
+    collector's OTLP HTTP receiver, whose traces pipeline goes to Jaeger."""
+    collector = yaml.safe_load((ROOT / "deploy/compose/otel-collector.yaml").read_text("utf-8"))
+    http_port = collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"].rsplit(":", 1)[1]
+    assert "otlp" in collector["service"]["pipelines"]["traces"]["receivers"]
+    exporting = {}
+    for name, spec in _project_services(resolved).items():
+        endpoint = (spec.get("environment") or {}).get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        service = service_of(_command(spec))
+        if endpoint is not None and service is not None:
+            exporting[service.name] = endpoint
+            assert endpoint == f"http://otel-collector:{http_port}", name
+    assert set(exporting) == {"guard", "audit-ingest", "orders", "alerts"}
+    assert "otel-collector" in resolved["services"]
 
 
 def test_guard_partitions_match_the_declared_topics(resolved: dict[str, Any]) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 from deploy_support import (
@@ -107,18 +109,26 @@ def _ignored(path: str, patterns: list[str]) -> bool:
     return ignored
 
 
-def test_build_context_holds_what_the_image_needs_and_no_secrets() -> None:
-    patterns = [
+def _dockerignore() -> list[str]:
+    return [
         line.strip()
         for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    needed = ["pyproject.toml", "README.md", "scripts/kafka/topics.py", "scripts/kafka/topics.txt"]
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
-    for package in project["tool"]["setuptools"]["packages"]:
-        top, *rest = package.split(".")
-        base = project["tool"]["setuptools"]["package-dir"][top]
-        needed.append("/".join([base, *rest, "__init__.py"]))
+
+
+def test_build_context_holds_what_the_image_needs_and_no_secrets() -> None:
+    patterns = _dockerignore()
+    needed = [
+        "pyproject.toml",
+        "README.md",
+        "constraints.txt",
+        "scripts/kafka/topics.py",
+        "scripts/kafka/topics.txt",
+    ]
+    needed += [p.relative_to(ROOT).as_posix() for p in (ROOT / "services").rglob("__init__.py")]
+    # services/sharing_guard/avro is a link to schemas/avro: its target must be sent too.
+    needed += [p.relative_to(ROOT).as_posix() for p in (ROOT / "schemas" / "avro").glob("*.avsc")]
     for path in needed:
         assert (ROOT / path).is_file(), path
         assert not _ignored(path, patterns), f"{path} is needed in the build context"
@@ -144,3 +154,67 @@ def test_the_image_starts_each_service_by_command() -> None:
     assert ("/opt/venv", "/opt/venv") in copied
     sources = {v for value, _ in copies for v in value[:-1]}
     assert {"scripts/kafka/topics.py", "scripts/kafka/topics.txt"} <= sources
+
+
+def _fill_build_stage(workdir: Path) -> None:
+    """The build stage's WORKDIR as its COPY instructions fill it: only what .dockerignore
+    sends to the builder, links copied as links (as BuildKit does, so a link whose target is
+    not copied too dangles)."""
+    patterns = _dockerignore()
+    instructions = dockerfile_instructions()
+    stages = [i for i, (keyword, _, _) in enumerate(instructions) if keyword == "FROM"]
+    for keyword, value, flags in instructions[stages[0] : stages[-1]]:
+        if keyword != "COPY" or flags:
+            continue
+        *sources, dest = value
+        assert not dest.startswith("/"), f"COPY ... {dest}: relative to the WORKDIR here"
+        for source in sources:
+            path = ROOT / source
+            if path.is_dir():
+
+                def ignore(directory: str, names: list[str]) -> list[str]:
+                    where = Path(directory).relative_to(ROOT)
+                    return [n for n in names if _ignored((where / n).as_posix(), patterns)]
+
+                shutil.copytree(
+                    path, workdir / dest, symlinks=True, ignore=ignore, dirs_exist_ok=True
+                )
+            else:
+                assert not _ignored(source, patterns), f"{source} is not in the build context"
+                target = workdir / dest / path.name if dest.endswith("/") else workdir / dest
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, target)
+
+
+def test_the_package_built_in_the_image_holds_every_module_and_the_schemas(
+    tmp_path: Path,
+) -> None:
+    """The wheel that the build stage's ``pip install .`` makes, built offline from the same
+    files with the locked setuptools: every package (found, not listed by hand), the Avro
+    schemas behind the services/sharing_guard/avro link, the policy; no setuptools warning."""
+    workdir = tmp_path / "src"
+    _fill_build_stage(workdir)
+    built = subprocess.run(
+        [
+            *(sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation"),
+            *("--no-index", "-w", str(tmp_path / "dist"), str(workdir)),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    output = built.stdout + built.stderr
+    assert built.returncode == 0, output[-3000:]
+    assert "BuildBackendWarning" not in output, output
+    assert "would be ignored" not in output, output
+    (wheel,) = (tmp_path / "dist").glob("sharing_guard-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = set(archive.namelist())
+    services = ROOT / "services"
+    expected = {p.relative_to(services).as_posix() for p in services.rglob("*.py")}
+    expected |= {f"sharing_guard/avro/{p.name}" for p in (ROOT / "schemas/avro").glob("*.avsc")}
+    expected |= {"sharing_guard/policy.toml", "sharing_guard/py.typed"}
+    assert len(expected) > 100
+    assert not expected - shipped, sorted(expected - shipped)
+    assert not [n for n in shipped if "__pycache__" in n or n.startswith(("tests/", "schemas/"))]

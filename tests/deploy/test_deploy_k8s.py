@@ -30,6 +30,8 @@ from deploy_support import (
     is_crd,
     kubectl,
     labels_match,
+    metrics_address,
+    otel_variables,
     pod_specs,
     render_kustomization,
     resource_id,
@@ -275,6 +277,55 @@ def test_probes_call_served_endpoints_on_the_listening_port(
     assert probed == {"guard", "orders", "alerts", "audit-api"}
 
 
+def test_every_metrics_endpoint_is_scraped(
+    production: Resources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each pod serving /metrics is annotated for Prometheus with the port it listens on (a
+    container port), and its NetworkPolicy lets the monitoring namespace reach that port;
+    a pod serving none carries no scrape annotation."""
+    served: dict[str, list[tuple[str, str, int]]] = {}
+    for workload, container in _containers(production):
+        service = service_of(_command(container))
+        if service is None:
+            continue
+        env, _ = _container_env(production, container, example_secret_values())
+        settings = _build(service.settings_class(), {**image_env(), **env}, monkeypatch)
+        address = metrics_address(service, settings, _command(container))
+        if address is not None:
+            served.setdefault(workload["metadata"]["name"], []).append((service.name, *address))
+    scraped: set[str] = set()
+    policies = _by_kind(production, "NetworkPolicy")
+    for workload in workloads(production):
+        template = workload["spec"]["template"]
+        annotations = template["metadata"].get("annotations", {})
+        found = served.get(workload["metadata"]["name"], [])
+        if not found:
+            assert "prometheus.io/scrape" not in annotations, workload["metadata"]["name"]
+            continue
+        [(name, host, port)] = found
+        assert host == "0.0.0.0", f"{name}: /metrics on {host}, unreachable"
+        assert annotations["prometheus.io/scrape"] == "true", name
+        assert annotations["prometheus.io/port"] == str(port), name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+        assert port in _ports(workload).values(), f"{name}: {port} is no container port"
+        labels = template["metadata"]["labels"]
+        own = next(
+            p
+            for p in policies
+            if p["spec"]["podSelector"].get("matchLabels")
+            and labels_match(p["spec"]["podSelector"]["matchLabels"], labels)
+        )
+        monitoring = {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}
+        }
+        assert any(
+            monitoring in rule.get("from", []) and port in {p["port"] for p in rule["ports"]}
+            for rule in own["spec"].get("ingress", [])
+        ), f"{name}: Prometheus (namespace monitoring) cannot reach port {port}"
+        scraped.add(name)
+    assert scraped == {"guard", "orders", "alerts", "audit-api", "audit-ingest"}
+
+
 def test_every_variable_is_read_by_the_service(rendered: dict[Path, Resources]) -> None:
     prefixes = settings_prefixes()
     for resources in rendered.values():
@@ -283,6 +334,8 @@ def test_every_variable_is_read_by_the_service(rendered: dict[Path, Resources]) 
             command = _command(container)
             service = service_of(command)
             read = set(settings_env(service.settings_class())) if service else set()
+            if service is not None:
+                read |= otel_variables()  # read by the OpenTelemetry SDK in every service
             topics_module = any(word.endswith("scripts/kafka/topics.py") for word in command)
             for key in env:
                 if key in read:

@@ -27,7 +27,6 @@ import socket
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ from audit_sink.settings import (
 )
 from audit_sink.writer import CheckpointPolicy
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sharing_guard.contract.audit import AuditKind
 from sharing_guard.edge.asgi import SECURITY_HEADERS
@@ -68,10 +68,6 @@ from test_audit_support import (
     sqlite_backend,
     unique_origin,
 )
-
-with warnings.catch_warnings():  # Starlette asks for httpx2 here; httpx is what is installed
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
 
 TOKEN = "tok_" + base64.urlsafe_b64encode(os.urandom(30)).decode("ascii")
 SIZE, SIGNED = 15, 13

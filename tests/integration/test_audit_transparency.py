@@ -15,7 +15,6 @@ import base64
 import json
 import os
 import random
-import warnings
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from audit_sink import cli
 from audit_sink.http_api import create_app
 from audit_sink.settings import AuditSinkSettings
 from audit_sink.transparency import UNREGISTERED, Period, read_report
+from fastapi.testclient import TestClient
 from sharing_guard.audit_trail import audit_record
 from sharing_guard.contract import (
     Clause,
@@ -53,10 +53,6 @@ from test_audit_support import (
     pg_names,  # noqa: F401
     sqlite_backend,
 )
-
-with warnings.catch_warnings():  # Starlette asks for httpx2 here; httpx is what is installed
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
 
 TOKEN = "tok_" + base64.urlsafe_b64encode(os.urandom(30)).decode("ascii")
 

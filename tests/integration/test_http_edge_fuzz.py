@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from urllib.parse import quote
 
 import pytest
 from audit_sink.http_api import create_app
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from orders_support import bearer, local_service, order_body
@@ -27,10 +27,6 @@ from sharing_guard.edge.asgi import SECURITY_HEADERS
 from sharing_guard.edge.logsafe import CONTINUATION, LOG_FORMAT, SafeFormatter
 from test_audit_http import TOKEN, populate, settings_for
 from test_audit_support import sqlite_backend
-
-with warnings.catch_warnings():  # Starlette asks for httpx2 here; httpx is what is installed
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
 
 ORDER_PATHS = ("/orders", "/orders/{}", "/orders/{}/approve", "/orders/{}/revoke", "/livez")
 AUDIT_PATHS = ("/entries", "/verify", "/proof/{}", "/checkpoint", "/transparency-report")

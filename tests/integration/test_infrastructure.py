@@ -17,9 +17,6 @@ import pytest
 
 TRANSFERS_REQUESTED = "sharing.transfers.requested"
 
-# kafka-python loads its protocol schemas with importlib.resources APIs deprecated in 3.11.
-pytestmark = pytest.mark.filterwarnings("ignore:(read|open)_text is deprecated:DeprecationWarning")
-
 
 @pytest.mark.kafka
 def test_every_declared_topic_exists_with_its_declared_partition_count(

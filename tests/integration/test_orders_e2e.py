@@ -119,7 +119,8 @@ class Cli:
         return json.loads(result.stdout)
 
 
-def _issue(tokens_file: Path, officer: str, role: str) -> str:
+def issue_token(tokens_file: Path, officer: str, role: str) -> str:
+    """A token for ``officer`` issued by the CLI, its hash appended to ``tokens_file``."""
     result = subprocess.run(
         [
             *(sys.executable, "-m", "sharing_guard.cli", "orders", "token"),
@@ -150,9 +151,9 @@ def environment(kafka_bootstrap: str, tmp_path: Path) -> Iterator[dict[str, Any]
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("SHARING_GUARD_")}
     tokens_file = tmp_path / "tokens.json"
     tokens = {
-        "a": _issue(tokens_file, "officer-anna", "legal_officer"),
-        "b": _issue(tokens_file, "officer-bruno", "legal_officer"),
-        "reviewer": _issue(tokens_file, "reviewer-rita", "security_reviewer"),
+        "a": issue_token(tokens_file, "officer-anna", "legal_officer"),
+        "b": issue_token(tokens_file, "officer-bruno", "legal_officer"),
+        "reviewer": issue_token(tokens_file, "reviewer-rita", "security_reviewer"),
     }
     orders_env = {
         **base_env,

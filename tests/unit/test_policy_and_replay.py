@@ -1,6 +1,10 @@
 """The policy document, default deny, fail-closed evaluation and `sharing-guard replay`."""
 
+import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,13 +184,72 @@ def test_blank_lines_are_skipped_and_line_numbers_stay_true(
 def test_replay_reads_standard_input(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import io
-    import sys
-
     data = (transfer(event_id="t-stdin").model_dump_json() + "\n").encode()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
     assert main(["replay", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["event_id"] == "t-stdin"
+
+
+class _TypedIn(io.TextIOWrapper):
+    """Standard input that says it is a terminal, holding what someone typed."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("command", ["replay", "explain"])
+def test_no_file_at_a_terminal_is_refused_with_how_to_give_events(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main_fd, terminal_fd = os.openpty()
+    with os.fdopen(main_fd, "rb"), os.fdopen(terminal_fd, "r") as terminal:
+        assert terminal.isatty()
+        monkeypatch.setattr(sys, "stdin", terminal)
+        assert main([command]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "standard input is a terminal" in captured.err
+    assert f"sharing-guard {command} events.jsonl" in captured.err  # a file argument
+    assert f"cat events.jsonl | sharing-guard {command}" in captured.err  # or a pipe
+
+
+def test_no_file_at_a_terminal_returns_at_once_instead_of_waiting() -> None:
+    main_fd, terminal_fd = os.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "sharing_guard.cli", "replay"],
+            stdin=terminal_fd,
+            capture_output=True,
+            text=True,
+            timeout=60,  # before the fix it waited here for ever
+            check=False,
+        )
+    finally:
+        os.close(terminal_fd)
+        os.close(main_fd)
+    assert done.returncode == 2, done.stderr
+    assert "standard input is a terminal" in done.stderr
+
+
+def test_no_file_reads_a_pipe(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(write_fd, "wb") as writer:
+        writer.write((transfer(event_id="t-pipe").model_dump_json() + "\n").encode())
+    with os.fdopen(read_fd, "r") as pipe:
+        monkeypatch.setattr(sys, "stdin", pipe)
+        assert main(["replay"]) == 0
+    assert json.loads(capsys.readouterr().out)["event_id"] == "t-pipe"
+
+
+def test_a_dash_reads_a_terminal_all_the_same(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    typed = (transfer(event_id="t-typed").model_dump_json() + "\n").encode()
+    monkeypatch.setattr(sys, "stdin", _TypedIn(io.BytesIO(typed)))
+    assert main(["explain", "-"]) == 0
+    assert "t-typed" in capsys.readouterr().out
 
 
 def test_missing_input_file_is_a_clear_error(

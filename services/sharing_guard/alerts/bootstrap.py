@@ -3,23 +3,22 @@
 Three parts run side by side: the Kafka consumer thread (classifies and enqueues), the
 webhook sender thread (delivers with retries) and the health/metrics server (uvicorn, in
 the main thread, which also handles SIGINT/SIGTERM). If a thread dies, the server stops
-and the process exits 1, so an orchestrator restarts it.
+and the process exits 1, so an orchestrator restarts it. Spans go where
+:mod:`sharing_guard.tracing` says, flushed when the process stops.
 """
 
 import logging
-import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from types import FrameType
 
 import httpx
 import uvicorn
 from kafka import KafkaConsumer
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.trace import Tracer
 from pydantic import ValidationError
 
 from sharing_guard.alerts.consumer import AlertsConsumer
@@ -31,6 +30,8 @@ from sharing_guard.alerts.telemetry import AlertsTelemetry, build_telemetry
 from sharing_guard.alerts.web import create_app
 from sharing_guard.codec import contract_registry, describe_validation_error
 from sharing_guard.edge import logsafe
+from sharing_guard.edge.server import StoppableServer
+from sharing_guard.tracing import ALERTS, tracer_provider
 
 log = logging.getLogger("sharing_guard.alerts")
 
@@ -52,8 +53,9 @@ def build_service(
     settings: AlertsSettings,
     telemetry: AlertsTelemetry | None = None,
     kafka_consumer: object | None = None,
+    tracer: Tracer | None = None,
 ) -> AlertsService:
-    """Everything wired from the settings; nothing started."""
+    """Everything wired from the settings; nothing started (no spans without ``tracer``)."""
     telemetry = telemetry or build_telemetry([PrometheusMetricReader()])
     queue = AlertQueue(settings.queue_max)
     telemetry.queue_depth = queue.__len__
@@ -81,30 +83,9 @@ def build_service(
         queue=queue,
         telemetry=telemetry,
         clock=lambda: datetime.now(UTC),
+        tracer=tracer,
     )
     return AlertsService(settings, alerts_consumer, sender, queue, telemetry)
-
-
-class _Server(uvicorn.Server):
-    """Uvicorn without its re-raise of SIGTERM/SIGINT after shutdown (which would kill the
-    process before the consumer closes): the signals only ask the server to stop."""
-
-    @contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-        for sig in previous:
-            signal.signal(sig, self._stop)
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _stop(self, _sig: int, _frame: FrameType | None) -> None:
-        self.should_exit = True
 
 
 def _thread(name: str, target: Callable[[], None], failed: threading.Event) -> threading.Thread:
@@ -123,7 +104,8 @@ def run_alerts(settings: AlertsSettings) -> int:
     logsafe.configure(settings.log_level.upper())
     for noisy in ("httpx", "httpcore", "kafka"):  # httpx logs the URL at INFO
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    service = build_service(settings)
+    provider = tracer_provider(ALERTS)
+    service = build_service(settings, tracer=provider.get_tracer("sharing_guard.alerts"))
     stop, failed = threading.Event(), threading.Event()
     threads = [
         _thread("consumer", lambda: service.consumer.run(stop), failed),
@@ -134,7 +116,7 @@ def run_alerts(settings: AlertsSettings) -> int:
         return not failed.is_set() and all(t.is_alive() for t in threads)
 
     app = create_app(live=live, ready=service.consumer.ready.is_set)
-    server = _Server(
+    server = StoppableServer(
         uvicorn.Config(
             app,
             host=settings.web_host,
@@ -163,6 +145,7 @@ def run_alerts(settings: AlertsSettings) -> int:
         pending = len(service.queue)
         if pending:
             log.warning("stopped with %d alerts undelivered", pending)
+        provider.shutdown()
     return EXIT_FAILED if failed.is_set() else EXIT_OK
 
 

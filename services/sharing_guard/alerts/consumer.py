@@ -4,7 +4,9 @@ Topics: ``sharing.transfers.blocked`` (blocked transfers with the guard's header
 ``sharing.transfers.approved`` (for the ALLOW that spends an order's last disclosure),
 ``legal.orders`` (order quotas) and ``sharing.transfers.dlq``. Each polled batch is
 classified, its alerts are put on the bounded queue (never waiting), then its offsets are
-committed: consumption keeps pace whatever the webhook does.
+committed: consumption keeps pace whatever the webhook does. A record that raises alerts
+gets a span ``sharing_guard.alerts.raise`` continuing the trace of its headers (the
+guard's decision span), with the alerts' kinds and ids (opaque) as attributes.
 """
 
 import logging
@@ -13,12 +15,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from opentelemetry.trace import NoOpTracer, SpanKind, Tracer
+
 from sharing_guard.alerts.core import Alert, Classifier, Source, dead_letter, guard_summary
 from sharing_guard.alerts.queue import AlertQueue, Queued
 from sharing_guard.alerts.telemetry import AlertsTelemetry
 from sharing_guard.codec import CodecRegistry, DecodeError
 from sharing_guard.contract.events import OrderRegistered, TransferRequested
 from sharing_guard.settings import Topics
+from sharing_guard.stream.telemetry import trace_context
 from sharing_guard.topic_wait import await_topics
 
 log = logging.getLogger("sharing_guard.alerts.consumer")
@@ -37,6 +42,7 @@ class AlertsConsumer:
         queue: AlertQueue,
         telemetry: AlertsTelemetry,
         clock: Callable[[], datetime],
+        tracer: Tracer | None = None,
     ) -> None:
         self.consumer = consumer
         self.topics = topics
@@ -45,6 +51,7 @@ class AlertsConsumer:
         self.queue = queue
         self.telemetry = telemetry
         self.clock = clock
+        self.tracer = tracer or NoOpTracer()
         self.ready = threading.Event()
 
     def subscribe(self) -> None:
@@ -72,7 +79,10 @@ class AlertsConsumer:
         handled = 0
         for records in batches.values():
             for record in records:
-                self.enqueue(self.handle(record))
+                alerts = self.handle(record)
+                if alerts:
+                    self._trace(record, alerts)
+                self.enqueue(alerts)
                 handled += 1
         if handled:
             self.consumer.commit()
@@ -112,6 +122,17 @@ class AlertsConsumer:
         if record.topic == t.blocked:
             return self.classifier.blocked(event, summary, source)
         return self.classifier.approved(event, summary, source)
+
+    def _trace(self, record: Any, alerts: list[Alert]) -> None:
+        self.tracer.start_span(
+            "sharing_guard.alerts.raise",
+            context=trace_context(record.headers),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "sharing_guard.alert_kinds": [alert.kind.value for alert in alerts],
+                "sharing_guard.alert_ids": [alert.alert_id for alert in alerts],
+            },
+        ).end()
 
     def enqueue(self, alerts: list[Alert]) -> None:
         """Queue the alerts; count and log any dropped to make room."""

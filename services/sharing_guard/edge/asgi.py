@@ -13,7 +13,10 @@ Before any route sees a request, :class:`Edge`:
 4. adds the security headers (:data:`SECURITY_HEADERS`) to every response, errors too;
 5. turns an unexpected error into a 500 (logged by type and frames, never its message,
    which may quote data) and logs one line per request: method, route *template*, status
-   and time; never a query string, a header or a body.
+   and time; never a query string, a header or a body;
+6. hands the same facts to the service's ``observe`` hook, once per request (the request
+   metrics): the method (one of the standard ones, else ``_OTHER``), the route template
+   (:func:`metric_route`: never a path as sent), the status and the time in seconds.
 
 Everything it logs from the request goes through :func:`~sharing_guard.edge.logsafe.loggable`.
 """
@@ -29,18 +32,23 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Final
 
+import fastapi.routing
 from starlette.datastructures import MutableHeaders
 from starlette.responses import JSONResponse
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sharing_guard.edge.logsafe import loggable
 
 __all__ = [
     "SECURITY_HEADERS",
+    "UNMATCHED_ROUTE",
     "Edge",
     "EdgePolicy",
     "UnauthorizedError",
     "duplicate_key",
+    "metric_method",
+    "metric_route",
     "route_template",
 ]
 
@@ -57,6 +65,9 @@ script, style or image may load from anywhere (these services serve JSON and tex
 
 _CONVERTER: Final = re.compile(r"\{(\w+):\w+\}")
 _WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ROUTE: Final = "<unmatched>"
+"""The route of a request no route of the app takes, in metrics (never the path sent)."""
 
 
 class UnauthorizedError(Exception):
@@ -76,12 +87,18 @@ class EdgePolicy:
     ``authenticate`` maps the ``Authorization`` header (or ``None``) to a principal, or
     raises :class:`UnauthorizedError`; it is called for every path not in ``public_paths``.
     ``None``: the service has no protected path (health and metrics only).
+
+    ``observe``, when set, is called once per request, after the response, with the method
+    (:func:`metric_method`), the route template (:func:`metric_route`), the status and the
+    seconds taken: the hook that records request metrics. An error it raises is logged by
+    type, never answered.
     """
 
     max_body_bytes: int
     authenticate: Callable[[str | None], object] | None
     public_paths: Collection[str]
     logger: logging.Logger
+    observe: Callable[[str, str, int, float], None] | None = None
 
 
 class _TooLargeError(Exception):
@@ -122,6 +139,44 @@ def route_template(scope: Scope) -> str:
     if isinstance(path, str):
         return _CONVERTER.sub(r"{\1}", path)
     return loggable(scope["path"])
+
+
+def metric_route(scope: Scope) -> str:
+    """The route template for a metric label: the matched route's, else the template of the
+    app's first route that would take the path (a request refused before routing, e.g. a
+    401), else :data:`UNMATCHED_ROUTE`. Never the path as sent (personal data, unbounded)."""
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str):
+        return _CONVERTER.sub(r"{\1}", path)
+    sent, root, partial = scope["path"], scope.get("root_path", ""), None
+    if root and sent.startswith(root):
+        sent = sent[len(root) :]
+    for regex, template, methods in _route_table(scope.get("app")):
+        if regex.match(sent):
+            if methods is None or scope["method"] in methods:
+                return template
+            partial = partial or template  # the path, another method: a 405 when routed
+    return partial or UNMATCHED_ROUTE
+
+
+def _route_table(app: object) -> list[tuple[re.Pattern[str], str, Collection[str] | None]]:
+    """(path pattern, template, methods) of every route of ``app``, those of included
+    routers too (FastAPI keeps them apart: :func:`fastapi.routing.iter_route_contexts`)."""
+    routes = getattr(app, "routes", None) or ()
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+    table = []
+    for route in flatten(routes) if flatten is not None else routes:
+        path = getattr(route, "path", None)
+        if isinstance(path, str):
+            regex, _, _ = compile_path(path)
+            table.append((regex, _CONVERTER.sub(r"{\1}", path), getattr(route, "methods", None)))
+    return table
+
+
+def metric_method(scope: Scope) -> str:
+    """The request method for a metric label: a standard one, else ``_OTHER``."""
+    method = scope["method"]
+    return method if method in _METHODS else "_OTHER"
 
 
 def _problem(status: int, detail: Any, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -166,14 +221,24 @@ class Edge:
             )
             if not state["answered"]:
                 await _problem(500, "internal error")(scope, receive, secured)
+        elapsed = time.perf_counter() - started
         self.policy.logger.log(
             logging.DEBUG if scope["path"] in self.policy.public_paths else logging.INFO,
             "%s %s %d %.1fms",
             loggable(scope["method"], 16),
             route_template(scope),
             state["status"],
-            (time.perf_counter() - started) * 1000,
+            elapsed * 1000,
         )
+        if self.policy.observe is not None:
+            self._observe(scope, state["status"], elapsed)
+
+    def _observe(self, scope: Scope, status: int, elapsed: float) -> None:
+        assert self.policy.observe is not None
+        try:
+            self.policy.observe(metric_method(scope), metric_route(scope), status, elapsed)
+        except Exception as exc:  # metrics never fail a request (it is answered already)
+            self.policy.logger.warning("request metrics failed: %s", type(exc).__name__)
 
     async def _admit(self, scope: Scope, receive: Receive) -> tuple[JSONResponse | None, Receive]:
         """A refusal to send instead of the app, or the ``receive`` the app reads from."""

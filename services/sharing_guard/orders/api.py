@@ -1,6 +1,6 @@
 """The HTTP API of the order workflow (FastAPI; OpenAPI at ``/openapi.json``).
 
-``/livez``, ``/readyz`` and ``/openapi.json`` need no token; every other path needs a
+``/livez``, ``/readyz``, ``/metrics`` and ``/openapi.json`` need no token; every other path needs a
 bearer token, checked by the shared HTTP edge (:mod:`sharing_guard.edge.asgi`) before the
 body is read: 401 with ``WWW-Authenticate`` when the token is missing, malformed, unknown
 or expired; then 403 when the role does not allow the call (see
@@ -13,6 +13,10 @@ revoked...) 409; an order too large for a broker record 413.
 Order references may hold ``/`` (``ZH/2026/117``): the routes take the rest of the path as
 the reference, sent plain or as ``%2F``. The interactive ``/docs`` and ``/redoc`` pages are
 off: they load scripts from a public CDN into the page where a token would be pasted.
+
+``/metrics`` is the Prometheus text of the service's metrics
+(:mod:`sharing_guard.orders.telemetry`): requests counted and timed through the edge's
+``observe`` hook, changes and refusals by kind; it is left out of the OpenAPI description.
 """
 
 import logging
@@ -56,6 +60,7 @@ from sharing_guard.orders.service import (
     TooLargeError,
     UnavailableError,
 )
+from sharing_guard.orders.telemetry import OrdersTelemetry
 
 log = logging.getLogger(__name__)
 _bearer = HTTPBearer(auto_error=False, description="A token issued by the administrator.")
@@ -65,7 +70,7 @@ OrderRef = Annotated[
     Path(min_length=1, max_length=4 * ORDER_REF_MAX, description="The order reference."),
     AfterValidator(normalise),  # as registered: the full-width form names the same order
 ]
-PUBLIC_PATHS = frozenset(("/livez", "/readyz", "/openapi.json"))
+PUBLIC_PATHS = frozenset(("/livez", "/readyz", "/metrics", "/openapi.json"))
 _CHALLENGE = 'Bearer realm="sharing-guard-orders"'
 
 
@@ -98,7 +103,13 @@ def create_app(
     *,
     max_body_bytes: int = 524_288,
 ) -> FastAPI:
-    """The FastAPI application over a service; the composition root supplies the parts."""
+    """The FastAPI application over a service; the composition root supplies the parts.
+
+    Metrics go to the service's telemetry; a service without one is given a new one.
+    """
+    if service.telemetry is None:
+        service.telemetry = OrdersTelemetry()
+    telemetry = service.telemetry
     app = FastAPI(
         title="sharing-guard orders",
         version="1",
@@ -126,6 +137,7 @@ def create_app(
             authenticate=authenticate,
             public_paths=PUBLIC_PATHS,
             logger=log,
+            observe=telemetry.http.observe,
         ),
     )
 
@@ -168,6 +180,11 @@ def create_app(
         parts = readiness()
         ready = all(parts.values())
         return JSONResponse({"ready": ready, **parts}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(only())])
+    def metrics() -> Response:
+        """The Prometheus text of the service's metrics."""
+        return telemetry.render()
 
     @app.post(
         "/orders",

@@ -8,9 +8,12 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 from kafka.errors import KafkaError
+from opentelemetry.sdk.trace import TracerProvider
 
 from sharing_guard.codec import contract_registry
 from sharing_guard.edge import logsafe
+from sharing_guard.edge.server import StoppableServer
+from sharing_guard.edge.spans import ServerSpans
 from sharing_guard.orders.api import create_app
 from sharing_guard.orders.auth import Authenticator, load_entries
 from sharing_guard.orders.kafka_io import Follower, OrderPublisher
@@ -18,6 +21,8 @@ from sharing_guard.orders.model import OrderEvent
 from sharing_guard.orders.service import OrderService, UnavailableError
 from sharing_guard.orders.settings import OrdersSettings
 from sharing_guard.orders.store import OrderStore
+from sharing_guard.orders.telemetry import OrdersTelemetry
+from sharing_guard.tracing import ORDERS, tracer_provider
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +43,16 @@ class OrdersApp:
     publisher: OrderPublisher | None = None
 
 
-def build_app(settings: OrdersSettings | None = None) -> OrdersApp:
+def build_app(
+    settings: OrdersSettings | None = None, tracing: TracerProvider | None = None
+) -> OrdersApp:
     """Wire the service from settings (the environment's by default).
 
     The Kafka producer is created when the app starts (lifespan), so building fails
     only on bad configuration (an unreadable tokens file), never on an absent broker.
+    With ``tracing``, each request gets a server span (:mod:`sharing_guard.edge.spans`)
+    whose context the order events it publishes carry; the provider is shut down (its
+    spans flushed) when the app stops.
     """
     settings = settings or OrdersSettings()
     entries = load_entries(settings.tokens_file, settings.tokens)
@@ -97,8 +107,18 @@ def build_app(settings: OrdersSettings | None = None) -> OrdersApp:
                 wired.publisher.close()
             follower.stop()
             store.close()
+            if tracing is not None:
+                tracing.shutdown()
 
-    service = OrderService(store, publish, utc_now)
+    def producer_connected() -> bool:
+        """Read at scrape time: never creates the producer (no connection from a scrape)."""
+        publisher: OrderPublisher | None = wired.publisher
+        return publisher is not None and publisher.connected()
+
+    telemetry = OrdersTelemetry()
+    telemetry.state_loaded = follower.loaded.is_set
+    telemetry.producer_connected = producer_connected
+    service = OrderService(store, publish, utc_now, telemetry)
     app = create_app(
         service,
         Authenticator(entries),
@@ -107,6 +127,12 @@ def build_app(settings: OrdersSettings | None = None) -> OrdersApp:
         lifespan,
         max_body_bytes=settings.max_body_bytes,
     )
+    if tracing is not None:
+        app.add_middleware(
+            ServerSpans,
+            tracer=tracing.get_tracer("sharing_guard.orders"),
+            untraced=("/livez", "/readyz", "/metrics"),  # probes and scrapes: no spans
+        )
     wired = OrdersApp(settings=settings, app=app, store=store, follower=follower)
     return wired
 
@@ -118,8 +144,8 @@ def serve(settings: OrdersSettings | None = None) -> None:
     settings = settings or OrdersSettings()
     logsafe.configure(settings.log_level.upper())
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.root.level))
-    wired = build_app(settings)
-    uvicorn.run(
+    wired = build_app(settings, tracer_provider(ORDERS))
+    config = uvicorn.Config(
         wired.app,
         host=settings.host,
         port=settings.port,
@@ -128,3 +154,4 @@ def serve(settings: OrdersSettings | None = None) -> None:
         access_log=False,  # the edge logs one line per request, with the route template
         server_header=False,
     )
+    StoppableServer(config).run()  # SIGTERM: a graceful stop, exit 0

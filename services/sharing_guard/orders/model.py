@@ -121,8 +121,24 @@ def remaining(record: OrderRecord, disclosures: int) -> int | None:
     return None if limit is None else max(0, limit - disclosures)
 
 
+class Refusal(StrEnum):
+    """The rule that refused a change (a metric label; the message says it in words)."""
+
+    FOUR_EYES = "four_eyes"
+    REFERENCE_TAKEN = "reference_taken"
+    ALREADY_APPROVED = "already_approved"
+    ALREADY_REVOKED = "already_revoked"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+
+
 class RefusedError(ValueError):
-    """A change the workflow refuses (answered with HTTP 409); the message says why."""
+    """A change the workflow refuses (answered with HTTP 409); the message says why,
+    ``reason`` which rule."""
+
+    def __init__(self, message: str, reason: Refusal) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def check_approval(record: OrderRecord, officer_id: str, now: datetime) -> None:
@@ -133,20 +149,31 @@ def check_approval(record: OrderRecord, officer_id: str, now: datetime) -> None:
     if officer_id == record.registered_by:
         raise RefusedError(
             f"four eyes: order {record.order_ref} was registered by {officer_id}; "
-            "a different officer must approve it"
+            "a different officer must approve it",
+            Refusal.FOUR_EYES,
         )
     if record.revoked:
-        raise RefusedError(f"order {record.order_ref} is revoked; it can no longer be approved")
+        raise RefusedError(
+            f"order {record.order_ref} is revoked; it can no longer be approved", Refusal.REVOKED
+        )
     if record.approved:
-        raise RefusedError(f"order {record.order_ref} is already approved by {record.approved_by}")
+        raise RefusedError(
+            f"order {record.order_ref} is already approved by {record.approved_by}",
+            Refusal.ALREADY_APPROVED,
+        )
     if now > record.registration.valid_until:
-        raise RefusedError(f"order {record.order_ref} expired; it can no longer be approved")
+        raise RefusedError(
+            f"order {record.order_ref} expired; it can no longer be approved", Refusal.EXPIRED
+        )
 
 
 def check_revocation(record: OrderRecord) -> None:
     """Raise :class:`RefusedError` if the order is already revoked."""
     if record.revoked:
-        raise RefusedError(f"order {record.order_ref} is already revoked by {record.revoked_by}")
+        raise RefusedError(
+            f"order {record.order_ref} is already revoked by {record.revoked_by}",
+            Refusal.ALREADY_REVOKED,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ revoked, already approved...), and published as the contract's order event with 
 authenticated officer as ``registered_by``/``approved_by``/``revoked_by``. The publisher
 waits until the event is back from ``legal.orders`` and applied, so a following read
 shows it; if that takes too long the answer is computed from the event itself (it is in
-the log already and will be applied).
+the log already and will be applied). Each change published and each refusal is counted
+by the service's telemetry, when it has one (by kind and rule only).
 """
 
 import logging
@@ -23,6 +24,7 @@ from sharing_guard.orders.model import (
     OrderEvent,
     OrderRecord,
     OrderStatus,
+    Refusal,
     RefusedError,
     check_approval,
     check_revocation,
@@ -30,22 +32,28 @@ from sharing_guard.orders.model import (
 )
 from sharing_guard.orders.schemas import ENDED, OrderOut, RegisterOrder
 from sharing_guard.orders.store import OrderStore
+from sharing_guard.orders.telemetry import OrdersTelemetry
 
 log = logging.getLogger(__name__)
 
 
 @contextmanager
-def _logged_refusal(change: str, order_ref: str, officer: Principal) -> Iterator[None]:
-    """Log a refused change (who, which order; never why in personal terms) and re-raise."""
+def _logged_refusal(
+    change: str, order_ref: str, officer: Principal, telemetry: OrdersTelemetry | None
+) -> Iterator[None]:
+    """Log a refused change (who, which order; never why in personal terms), count it by
+    kind and rule, and re-raise."""
     try:
         yield
-    except RefusedError:
+    except RefusedError as exc:
         log.warning(
             "order %s refused: order_ref=%s officer=%s",
             change,
             loggable(order_ref),
             officer.officer_id,
         )
+        if telemetry is not None:
+            telemetry.refused(change, exc.reason.value)
         raise
 
 
@@ -79,11 +87,16 @@ class OrderService:
     """The order workflow over a store, a publisher and a clock."""
 
     def __init__(
-        self, store: OrderStore, publish: Publisher, clock: Callable[[], datetime]
+        self,
+        store: OrderStore,
+        publish: Publisher,
+        clock: Callable[[], datetime],
+        telemetry: OrdersTelemetry | None = None,
     ) -> None:
         self.store = store
         self.publish = publish
         self.clock = clock
+        self.telemetry = telemetry
         self._changes = threading.Lock()
 
     # --- reading --------------------------------------------------------------------------
@@ -125,8 +138,11 @@ class OrderService:
             raise InvalidRequestError("valid_until", ENDED)
         with self._changes:
             if self.store.record(ref) is not None:
-                with _logged_refusal("registration", ref, officer):
-                    raise RefusedError(f"order {ref} is already registered; use a new reference")
+                with _logged_refusal("registration", ref, officer, self.telemetry):
+                    raise RefusedError(
+                        f"order {ref} is already registered; use a new reference",
+                        Refusal.REFERENCE_TAKEN,
+                    )
             fields = request.model_dump(exclude={"order_ref"})
             event = OrderRegistered(
                 event_id=str(uuid4()),
@@ -135,7 +151,7 @@ class OrderService:
                 registered_by=officer.officer_id,
                 **fields,
             )
-            record = self._change(None, event)
+            record = self._change(None, event, "registered")
         log.info("order registered: order_ref=%s officer=%s", loggable(ref), officer.officer_id)
         return self._view(record, with_disclosures=True)
 
@@ -143,7 +159,7 @@ class OrderService:
         """Approve an order; four eyes: never by the officer who registered it."""
         with self._changes:
             record = self._record(order_ref)
-            with _logged_refusal("approval", order_ref, officer):
+            with _logged_refusal("approval", order_ref, officer, self.telemetry):
                 check_approval(record, officer.officer_id, self.clock())
             event = OrderApproved(
                 event_id=str(uuid4()),
@@ -151,7 +167,7 @@ class OrderService:
                 order_ref=order_ref,
                 approved_by=officer.officer_id,
             )
-            record = self._change(record, event)
+            record = self._change(record, event, "approved")
         log.info("order approved: order_ref=%s officer=%s", loggable(order_ref), officer.officer_id)
         return self._view(record, with_disclosures=True)
 
@@ -159,7 +175,7 @@ class OrderService:
         """Revoke an order for ``reason``; final."""
         with self._changes:
             record = self._record(order_ref)
-            with _logged_refusal("revocation", order_ref, officer):
+            with _logged_refusal("revocation", order_ref, officer, self.telemetry):
                 check_revocation(record)
             event = OrderRevoked(
                 event_id=str(uuid4()),
@@ -168,12 +184,14 @@ class OrderService:
                 revoked_by=officer.officer_id,
                 reason=reason,
             )
-            record = self._change(record, event)
+            record = self._change(record, event, "revoked")
         log.info("order revoked: order_ref=%s officer=%s", loggable(order_ref), officer.officer_id)
         return self._view(record, with_disclosures=True)
 
-    def _change(self, current: OrderRecord | None, event: OrderEvent) -> OrderRecord:
+    def _change(self, current: OrderRecord | None, event: OrderEvent, kind: str) -> OrderRecord:
         applied = self.publish(event)
+        if self.telemetry is not None:
+            self.telemetry.changed(kind)
         record = self.store.record(event.order_ref) if applied else None
         if record is None:
             log.warning(

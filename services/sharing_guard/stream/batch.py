@@ -30,8 +30,8 @@ class Batch:
     changes: dict[ChangelogPartition, list[Write]] = field(default_factory=dict)
     outputs: Outbox = field(default_factory=Outbox)
     commits: dict[InputPartition, int] = field(default_factory=dict)
-    decided: list[tuple[Any, Any, bool]] = field(default_factory=list)
-    """(pending transfer, decision, duplicate) of every decision published."""
+    decided: list[tuple[Any, Any, bool, Any]] = field(default_factory=list)
+    """(pending transfer, decision, duplicate, open span) of every decision published."""
     _overlay: dict[tuple[str, int, bytes], bytes | None] = field(default_factory=dict)
 
     def get(self, changelog: str, part: int, key: bytes) -> bytes | None:

@@ -207,17 +207,19 @@ class Processor:
 
     def apply_governance(self, records: Sequence[Any], batch: Batch, now_ms: int) -> None:
         """Apply governance records (of one partition, in offset order), once per
-        ``event_id``, and audit each."""
+        ``event_id``, and audit each (each application traced)."""
         for record in records:
             event = self._decode(record, self.accepted[record.topic], batch)
             if event is not None:
                 changelog, part = self.changelog_of(record.topic, record.partition)
                 seen = entry_key(Kind.SEEN, event.event_id)
                 if batch.get(changelog, part, seen) is None:
+                    span, headers = self.telemetry.apply_span(event, header_list(record.headers))
                     self._apply(event, changelog, part, batch)
                     expires = self.window.expires_at(record.topic, now_ms)
                     batch.write(changelog, part, Write(seen, event.type.encode(), expires))
-                    self._audit(batch, event, None, header_list(record.headers))
+                    self._audit(batch, event, None, headers)
+                    span.end()
             batch.processed(record.topic, record.partition, record.offset)
 
     def _apply(self, event: GovernanceEvent, changelog: str, part: int, batch: Batch) -> None:
@@ -380,11 +382,12 @@ class Processor:
 
     def _publish(self, decided: Sequence[tuple[Pending, Decision, bool]], batch: Batch) -> None:
         """Publish, route and audit each decision (sent once the batch's changelog writes
-        are acknowledged), and record its telemetry."""
+        are acknowledged) under its span, whose context the outputs carry."""
         t = self.topics
         for item, decision, duplicate in decided:
             transfer = item.transfer
-            headers = decision_headers(item.headers, decision, duplicate)
+            span, traced = self.telemetry.decision_span(item, decision, duplicate)
+            headers = decision_headers(traced, decision, duplicate)
             key = transfer.account_id.encode()
             batch.outputs.add(
                 t.decisions,
@@ -395,7 +398,7 @@ class Processor:
             route = t.approved if decision.outcome is Outcome.ALLOW else t.blocked
             batch.outputs.add(route, key, item.raw, headers)
             self._audit(batch, transfer, decision, headers)
-        batch.decided.extend(decided)
+            batch.decided.append((item, decision, duplicate, span))
 
     def _audit(self, batch: Batch, event: Any, decision: Decision | None, headers: Headers) -> None:
         batch.outputs.add(

@@ -1,7 +1,12 @@
-"""Traces and metrics of the guard (OpenTelemetry), exported for Prometheus.
+"""Traces and metrics of the guard (OpenTelemetry); metrics exported for Prometheus.
 
-Attributes carry opaque ids and enum values only (event id, outcome, codes, recipient
-type, purpose): never an account id or any other personal value.
+Each decision has a span ``sharing_guard.decide`` and each governance event applied a
+span ``sharing_guard.apply``, both continuing the trace context of the input record's
+headers; the records the guard produces for it (decision, routed transfer, audit record)
+carry the span's own context instead, so their consumers continue the trace from it.
+
+Attributes carry opaque ids and enum values only (event id, event type, outcome, codes,
+recipient type, purpose): never an account id, a recipient id or any other personal value.
 """
 
 from collections import Counter
@@ -10,17 +15,19 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Protocol
 
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.trace import Span, SpanKind, Tracer
 
 from sharing_guard.contract.decision import Decision
-from sharing_guard.contract.events import TransferRequested
+from sharing_guard.contract.events import GovernanceEvent, TransferRequested
+
+Headers = list[tuple[str, bytes]]
 
 
 class Decided(Protocol):
@@ -88,37 +95,65 @@ class Telemetry:
             for (topic, partition), value in list(self.lag.items())
         ]
 
-    def record_decisions(
-        self, decided: Iterable[tuple[Decided, Decision, bool]], now_s: float
-    ) -> None:
-        """Trace, count and time a batch of decisions published at ``now_s``.
+    def decision_span(
+        self, item: Decided, decision: Decision, duplicate: bool
+    ) -> tuple[Span, Headers]:
+        """Start the span of a decision, continuing the producer's trace from the
+        transfer's headers, from when its batch was received; returns it with the headers
+        for the decision's outputs (the transfer's, carrying the span's context).
+        :meth:`record_decisions` ends it once the outputs are handed over."""
+        transfer = item.transfer
+        parent = trace_context(item.headers)
+        span = self.tracer.start_span(
+            "sharing_guard.decide",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "sharing_guard.event_id": transfer.event_id,
+                "sharing_guard.outcome": decision.outcome.value,
+                "sharing_guard.codes": [c.value for c in decision.codes],
+                "sharing_guard.recipient_type": transfer.recipient.type.value,
+                "sharing_guard.purpose": transfer.purpose.value,
+                "sharing_guard.duplicate": duplicate,
+                "sharing_guard.policy_version": decision.policy_version,
+            },
+            start_time=item.received_ns,
+        )
+        return span, with_span_context(item.headers, span, parent)
 
-        Each decision gets its span, continuing the producer's trace from the transfer's
-        headers, from when its batch was received to now. Counters are updated once per
-        distinct label set of the batch (the totals are those of counting one by one);
-        each latency known (from the transfer's broker timestamp) is recorded.
+    def apply_span(
+        self, event: GovernanceEvent, headers: Sequence[tuple[str, bytes]]
+    ) -> tuple[Span, Headers]:
+        """Start the span of a governance event being applied, continuing the trace of
+        its record's headers; returns it with the headers for its audit record (carrying
+        the span's context). The caller ends it."""
+        parent = trace_context(headers)
+        span = self.tracer.start_span(
+            "sharing_guard.apply",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "sharing_guard.event_id": event.event_id,
+                "sharing_guard.event_type": event.type,
+            },
+        )
+        return span, with_span_context(headers, span, parent)
+
+    def record_decisions(
+        self, decided: Iterable[tuple[Decided, Decision, bool, Span]], now_s: float
+    ) -> None:
+        """End the spans of, count and time a batch of decisions published at ``now_s``.
+
+        Counters are updated once per distinct label set of the batch (the totals are
+        those of counting one by one); each latency known (from the transfer's broker
+        timestamp) is recorded.
         """
         outcomes: Counter[str] = Counter()
         reasons: Counter[tuple[str, str]] = Counter()
         end_ns = int(now_s * 1e9)
-        for item, decision, duplicate in decided:
-            transfer = item.transfer
+        for item, decision, _, span in decided:
+            span.end(end_ns)
             outcome = decision.outcome.value
-            self.tracer.start_span(
-                "sharing_guard.decide",
-                context=trace_context(item.headers),
-                kind=SpanKind.CONSUMER,
-                attributes={
-                    "sharing_guard.event_id": transfer.event_id,
-                    "sharing_guard.outcome": outcome,
-                    "sharing_guard.codes": [c.value for c in decision.codes],
-                    "sharing_guard.recipient_type": transfer.recipient.type.value,
-                    "sharing_guard.purpose": transfer.purpose.value,
-                    "sharing_guard.duplicate": duplicate,
-                    "sharing_guard.policy_version": decision.policy_version,
-                },
-                start_time=item.received_ns,
-            ).end(end_ns)
             outcomes[outcome] += 1
             for reason in decision.reasons:
                 reasons[(reason.code.value, reason.clause.value)] += 1
@@ -141,6 +176,18 @@ def trace_context(headers: Sequence[tuple[str, bytes]] | Mapping[str, bytes] | N
         if key in fields and isinstance(value, bytes)
     }
     return propagate.extract(carrier) if carrier else Context()
+
+
+def with_span_context(headers: Sequence[tuple[str, bytes]], span: Span, parent: Context) -> Headers:
+    """``headers`` with their trace context fields replaced by ``span``'s context (and the
+    baggage of ``parent``), as the global propagator writes them."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier, context=trace.set_span_in_context(span, parent))
+    fields = _fields(propagate.get_global_textmap())
+    return [
+        *((key, value) for key, value in headers if key not in fields),
+        *((key, value.encode("latin-1")) for key, value in carrier.items()),
+    ]
 
 
 @lru_cache(maxsize=4)

@@ -16,8 +16,6 @@ from fastapi.testclient import TestClient
 from orders_support import LocalService, Tokens, bearer, local_service, order_body
 from sharing_guard.contract.events import OrderApproved, OrderRegistered, OrderRevoked
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 @dataclass(frozen=True)
 class Endpoint:

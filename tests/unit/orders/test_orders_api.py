@@ -19,8 +19,6 @@ from sharing_guard.contract.enums import Clause, Outcome, ReasonCode
 from sharing_guard.contract.events import OrderApproved, OrderRegistered
 from sharing_guard.orders.store import OrderStore
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 def test_the_workflow_four_eyes_quota_expiry_and_revocation() -> None:
     local = local_service()

@@ -18,8 +18,6 @@ from orders_support import LocalService, local_service
 from sharing_guard.cli import main
 from sharing_guard.orders.auth import Authenticator, load_entries
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 @pytest.fixture
 def served() -> Iterator[tuple[LocalService, str]]:

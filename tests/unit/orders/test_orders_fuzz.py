@@ -10,15 +10,12 @@ own positive-acceptance check cannot know.
 
 from __future__ import annotations
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from orders_support import bearer, local_service, order_body
 from schemathesis import GenerationMode
 from schemathesis.checks import positive_data_acceptance
 from sharing_guard.orders.schemas import ENDED, NO_LENGTH
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 LOCAL = local_service()
 schema = schemathesis.openapi.from_asgi("/openapi.json", LOCAL.app)

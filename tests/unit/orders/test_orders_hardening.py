@@ -18,8 +18,6 @@ from sharing_guard.edge.asgi import SECURITY_HEADERS
 from sharing_guard.edge.logsafe import LOG_FORMAT, SafeFormatter
 from sharing_guard.orders.auth import load_entries
 
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-
 
 @pytest.fixture
 def local() -> LocalService:
