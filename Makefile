@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup lock services stop demo test lint typecheck unit bench bench-kafka bench-scaleout bench-soak bench-audit clean
+.PHONY: setup lock services stop demo test lint typecheck unit bench bench-kafka bench-scaleout bench-soak bench-edge bench-audit clean
 
 # constraints.txt pins every distribution to the version tested (`make lock` rewrites it).
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -57,6 +57,9 @@ bench-scaleout: services  ## the guard with 1 and then 2 workers on the same bac
 
 bench-soak: services  ## one guard worker, 500,000 transfers: flat memory, bounded restarts
 	$(BIN)/python benchmarks/guard_soak.py $(BENCH_ARGS)
+
+bench-edge: setup  ## the HTTP edge's cost per request against a bare ASGI app and the order service's own requests
+	$(BIN)/python benchmarks/edge_bench.py
 
 bench-audit: services  ## audit sink: appends, verification, proofs (SQLite and PostgreSQL)
 	$(BIN)/python benchmarks/audit_bench.py $(BENCH_ARGS)
