@@ -6,7 +6,9 @@ references that look the same must be the same. So every typed id is NFKC-normal
 first (the full-width form of ``AZ-1`` *is* ``AZ-1``), then checked against an allow-list:
 
 * **order references** (:data:`OrderRef`, at most 128): ASCII letters and digits, spaces
-  and ``- _ . / : # + ( ) [ ]``; courts number cases ``ZH/2026/117`` or ``BGE 145 IV 42``.
+  and ``- _ . / : # + ( ) [ ]``, each part between ``/`` or spaces holding a letter or a
+  digit (a part ``.`` or ``..`` would be read as a path's own dots); courts number cases
+  ``ZH/2026/117`` or ``BGE 145 IV 42``.
 * **officer ids** (:data:`OfficerId`, at most 64): ASCII letters and digits and ``- _ . @``.
 * **authorities** (:data:`Authority`, at most 200): letters and marks of any script (court
   names are written in their own language), digits, spaces and ``- . , ' ( ) / & :``.
@@ -55,6 +57,7 @@ _REF_PUNCTUATION: Final = frozenset(" -_./:#+()[]")
 _OFFICER_PUNCTUATION: Final = frozenset("-_.@")
 _AUTHORITY_PUNCTUATION: Final = frozenset(" -.,'()/&:")
 _RUNS: Final = re.compile(r"  |//")
+_PARTS: Final = re.compile(r"[ /]")
 
 
 def _code(char: str) -> str:
@@ -83,6 +86,7 @@ class _Kind:
     limit: int
     allowed: Callable[[str], bool]
     described: str
+    parts_need_alnum: bool = False
 
     def __call__(self, typed: str) -> str:
         """``typed`` normalised and checked (``ValueError`` names the problem)."""
@@ -104,6 +108,13 @@ class _Kind:
             raise ValueError(f"{what} may not begin or end with a space or '/'")
         if _RUNS.search(text):
             raise ValueError(f"{what} may not hold two spaces or two '/' in a row")
+        if self.parts_need_alnum and any(
+            not any(c in _ASCII_ALNUM for c in part) for part in _PARTS.split(text)
+        ):
+            raise ValueError(
+                f"{what}: each part between '/' or spaces needs a letter or a digit "
+                "('.' and '..' would be taken for a path's own dots)"
+            )
         return text
 
 
@@ -112,6 +123,7 @@ order_ref = _Kind(
     ORDER_REF_MAX,
     lambda c: c in _ASCII_ALNUM or c in _REF_PUNCTUATION,
     "ASCII letters, digits, spaces and - _ . / : # + ( ) [ ]",
+    parts_need_alnum=True,
 )
 """An order reference, normalised and checked."""
 officer_id = _Kind(
@@ -151,7 +163,8 @@ def _typed(check: Callable[[str], str]) -> Callable[[object], object]:
     return validate
 
 
-_SEGMENT: Final = r"[A-Za-z0-9_.:#+()\[\]-]+"
+_PUNCT: Final = r"[_.:#+()\[\]-]*"
+_SEGMENT: Final = rf"{_PUNCT}[A-Za-z0-9][A-Za-z0-9_.:#+()\[\]-]*"
 ORDER_REF_PATTERN: Final = rf"^{_SEGMENT}(?:[ /]{_SEGMENT})*$"
 """The canonical form of an order reference, for the OpenAPI description (the policy also
 takes compatibility forms, normalised, and a space next to a '/')."""
