@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Span, SpanKind, Tracer
+from opentelemetry.util.types import Attributes
 
 from sharing_guard.contract.decision import Decision
 from sharing_guard.contract.events import GovernanceEvent, TransferRequested
@@ -103,23 +104,16 @@ class Telemetry:
         for the decision's outputs (the transfer's, carrying the span's context).
         :meth:`record_decisions` ends it once the outputs are handed over."""
         transfer = item.transfer
-        parent = trace_context(item.headers)
-        span = self.tracer.start_span(
-            "sharing_guard.decide",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "sharing_guard.event_id": transfer.event_id,
-                "sharing_guard.outcome": decision.outcome.value,
-                "sharing_guard.codes": [c.value for c in decision.codes],
-                "sharing_guard.recipient_type": transfer.recipient.type.value,
-                "sharing_guard.purpose": transfer.purpose.value,
-                "sharing_guard.duplicate": duplicate,
-                "sharing_guard.policy_version": decision.policy_version,
-            },
-            start_time=item.received_ns,
-        )
-        return span, with_span_context(item.headers, span, parent)
+        attributes = {
+            "sharing_guard.event_id": transfer.event_id,
+            "sharing_guard.outcome": decision.outcome.value,
+            "sharing_guard.codes": [c.value for c in decision.codes],
+            "sharing_guard.recipient_type": transfer.recipient.type.value,
+            "sharing_guard.purpose": transfer.purpose.value,
+            "sharing_guard.duplicate": duplicate,
+            "sharing_guard.policy_version": decision.policy_version,
+        }
+        return self._continued("sharing_guard.decide", item.headers, attributes, item.received_ns)
 
     def apply_span(
         self, event: GovernanceEvent, headers: Sequence[tuple[str, bytes]]
@@ -127,15 +121,28 @@ class Telemetry:
         """Start the span of a governance event being applied, continuing the trace of
         its record's headers; returns it with the headers for its audit record (carrying
         the span's context). The caller ends it."""
+        attributes = {
+            "sharing_guard.event_id": event.event_id,
+            "sharing_guard.event_type": event.type,
+        }
+        return self._continued("sharing_guard.apply", headers, attributes)
+
+    def _continued(
+        self,
+        name: str,
+        headers: Sequence[tuple[str, bytes]],
+        attributes: Attributes,
+        start_time: int | None = None,
+    ) -> tuple[Span, Headers]:
+        """A consumer span continuing the trace of a record's ``headers``, with the headers
+        its outputs carry (the span's context in place of the producer's)."""
         parent = trace_context(headers)
         span = self.tracer.start_span(
-            "sharing_guard.apply",
+            name,
             context=parent,
             kind=SpanKind.CONSUMER,
-            attributes={
-                "sharing_guard.event_id": event.event_id,
-                "sharing_guard.event_type": event.type,
-            },
+            attributes=attributes,
+            start_time=start_time,
         )
         return span, with_span_context(headers, span, parent)
 
