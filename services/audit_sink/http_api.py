@@ -46,14 +46,12 @@ import ipaddress
 import json
 import logging
 import re
-import signal
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import FrameType
 from typing import Annotated, Any, Final, Literal, cast
 
 import psycopg
@@ -65,6 +63,7 @@ from pydantic import BaseModel, Field, SecretStr
 from sharing_guard.edge import logsafe
 from sharing_guard.edge.asgi import Edge, EdgePolicy, UnauthorizedError
 from sharing_guard.edge.params import only
+from sharing_guard.edge.server import StoppableServer
 
 from audit_sink import bootstrap
 from audit_sink.api_metrics import ApiMetrics
@@ -615,24 +614,6 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _ignore_signal(signum: int, frame: FrameType | None) -> None:
-    """Uvicorn stops on the signal, then raises it again for the previous handler: this."""
-
-
-@contextmanager
-def _graceful_signals() -> Iterator[None]:
-    """SIGINT and SIGTERM stop the server gracefully and ``serve`` returns 0."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.signal(sig, _ignore_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def serve(settings: AuditSinkSettings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> int:
     """Serve the API with uvicorn until SIGINT or SIGTERM; the exit status (0, or 2 when
     it could not listen).
@@ -663,10 +644,9 @@ def serve(settings: AuditSinkSettings, host: str = DEFAULT_HOST, port: int = DEF
         access_log=False,  # its lines carry the query string, which may name an account
         server_header=False,
     )
-    server = uvicorn.Server(config)
-    with _graceful_signals():
-        try:
-            server.run()
-        except SystemExit:  # uvicorn exits when it cannot listen (it logged why)
-            return _EXIT_CANNOT_RUN
+    server = StoppableServer(config)  # SIGINT or SIGTERM: a graceful stop, then 0
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits when it cannot listen (it logged why)
+        return _EXIT_CANNOT_RUN
     return _EXIT_OK if server.started else _EXIT_CANNOT_RUN

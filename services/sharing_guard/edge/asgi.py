@@ -30,6 +30,7 @@ import time
 import traceback
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Final
 
 import fastapi.routing
@@ -159,9 +160,11 @@ def metric_route(scope: Scope) -> str:
     return partial or UNMATCHED_ROUTE
 
 
+@lru_cache(maxsize=8)
 def _route_table(app: object) -> list[tuple[re.Pattern[str], str, Collection[str] | None]]:
     """(path pattern, template, methods) of every route of ``app``, those of included
-    routers too (FastAPI keeps them apart: :func:`fastapi.routing.iter_route_contexts`)."""
+    routers too (FastAPI keeps them apart: :func:`fastapi.routing.iter_route_contexts`).
+    Built once per app (its routes are fixed once it serves), not per refused request."""
     routes = getattr(app, "routes", None) or ()
     flatten = getattr(fastapi.routing, "iter_route_contexts", None)
     table = []

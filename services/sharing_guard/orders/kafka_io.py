@@ -31,8 +31,6 @@ from sharing_guard.orders.store import OrderStore
 from sharing_guard.settings import Topics
 
 log = logging.getLogger(__name__)
-RECORD_OVERHEAD_BYTES = 512
-"""Room for the key, the headers (trace context) and the record batch's framing."""
 
 
 class Follower:
@@ -178,7 +176,6 @@ class OrderPublisher:
             timeout_s=ack_timeout_s,
             max_request_size=max_record_bytes,
         )
-        self.registry = registry
         self.max_record_bytes = max_record_bytes
         self.orders_topic = orders_topic
         self.store = store
@@ -187,17 +184,12 @@ class OrderPublisher:
     def __call__(self, event: OrderEvent) -> bool:
         """Publish ``event`` (acks=all) and wait for it to be applied; False on timeout."""
         started = time.monotonic()
-        size = len(self.registry.encode(event)) + RECORD_OVERHEAD_BYTES
-        if size > self.max_record_bytes:
-            raise TooLargeError(
-                f"the {event.type} event would be about {size} bytes and the broker takes at "
-                f"most {self.max_record_bytes} per record; nothing was sent (name fewer accounts)"
-            )
         try:
             metadata = self.client.publish(event)
-        except MessageSizeTooLargeError as exc:  # the broker's own limit is lower still
-            raise TooLargeError(
-                f"the broker refused the {event.type} event as too large; nothing was "
+        except MessageSizeTooLargeError as exc:  # before sending (the producer's limit) or
+            raise TooLargeError(  # from the broker (a topic's max.message.bytes, lower still)
+                f"the {event.type} event is too large for one broker record (at most "
+                f"{self.max_record_bytes} bytes here, a topic may take fewer); nothing was "
                 "changed (name fewer accounts)"
             ) from exc
         except KafkaError as exc:
