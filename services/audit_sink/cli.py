@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
@@ -35,8 +36,8 @@ from audit_sink.render import FORMATS, render
 from audit_sink.settings import AuditSinkSettings, SettingsError
 from audit_sink.signing import SigningKeyError, create_signing_key
 from audit_sink.store import LogStore, StoreError
+from audit_sink.trail_verify import TrailProblem, TrailReport, verify_trail
 from audit_sink.transparency import Period, read_report, render_table
-from audit_sink.verification import verify_log
 from audit_sink.verify import Report
 
 EXIT_OK, EXIT_NEGATIVE, EXIT_CANNOT_RUN = 0, 1, 2
@@ -143,11 +144,63 @@ def _period(start: str, end: str) -> Period:
 
 
 def _trusted_notes(paths: Sequence[Path]) -> list[str]:
+    """The notes of the files given, and of every ``*.note`` under the directories given
+    (a sharded trail's archive holds ``shards/<partition>/`` and ``heads/``)."""
     notes: list[str] = []
     for path in paths:
-        files = sorted(path.glob("*.note")) if path.is_dir() else [path]
+        files = sorted(path.rglob("*.note")) if path.is_dir() else [path]
         notes.extend(f.read_text("utf-8") for f in files)
     return notes
+
+
+def _print_trail(trail: TrailReport, as_json: bool, out: TextIO) -> None:
+    if as_json:
+        out.write(json.dumps(trail.to_dict(), sort_keys=True) + "\n")
+        return
+    if trail.ok:
+        shards = sum(1 for m in trail.members if m.member.partition is not None)
+        legacy = " and the single log before them" if len(trail.members) > shards else ""
+        heads = (
+            "no heads note" if trail.latest_heads is None else f"heads note {trail.latest_heads}"
+        )
+        out.write(
+            f"OK: {trail.size} entries intact in {shards} shard(s){legacy}; "
+            f"{trail.heads_verified} heads notes verified, the latest ({heads}) consistent "
+            "with every shard\n"
+        )
+        for member in trail.members:
+            report = member.report
+            latest = report.latest_checkpoint
+            out.write(
+                f"  {member.member.label}: {report.size} entries, {report.erased} erased, "
+                f"{report.checkpoints_verified} checkpoints"
+                + ("" if latest is None else f" (latest {latest.size})")
+                + f", {report.unsigned_tail} unsigned\n"
+            )
+        return
+    found = trail.first()
+    assert found is not None
+    label, problem = found
+    if isinstance(problem, TrailProblem):
+        out.write(f"FAIL: {label}: {problem.message} [{problem.code}]\n")
+    else:
+        where = f"entry {problem.index}" if problem.index is not None else "checkpoint"
+        out.write(f"FAIL: first bad {label} {where}: {problem.message} [{problem.code.value}]\n")
+    shown = 0
+    for other in trail.problems[1:]:
+        out.write(f"  also: {other.member or 'trail'}: {other.message} [{other.code}]\n")
+        shown += 1
+    for member in trail.members:
+        for found_problem in member.report.problems:
+            if found_problem is problem or shown >= _SHOWN_PROBLEMS:
+                continue
+            at = "" if found_problem.index is None else f" entry {found_problem.index}"
+            out.write(
+                f"  also: {member.member.label}{at}: {found_problem.message} "
+                f"[{found_problem.code.value}]\n"
+            )
+            shown += 1
+    out.write(f"{trail.problem_count} problem(s) in total\n")
 
 
 def _print_report(report: Report, as_json: bool, out: TextIO) -> None:
@@ -200,6 +253,8 @@ def _ingest(settings: AuditSinkSettings, stop_at_end: bool) -> int:
     from audit_sink.ingest import Ingestor, kafka_consumer
     from audit_sink.ingest_metrics import start_listener
     from audit_sink.prepare import PreparePool
+    from audit_sink.trail import TrailWriter
+    from audit_sink.writer import AuditLog
 
     logsafe.configure(logging.INFO)
     logging.getLogger("kafka").setLevel(logging.WARNING)
@@ -214,39 +269,42 @@ def _ingest(settings: AuditSinkSettings, stop_at_end: bool) -> int:
     # The helper is spawned before any thread or connection exists in this process.
     preparer = PreparePool(bootstrap.index_key(settings)) if settings.prepare_in_helper else None
     tracing = tracer_provider(AUDIT_SINK) if otlp_configured() else None
-    store = bootstrap.open_store(settings)
-    try:
-        keys = bootstrap.open_keystore(settings)
-        try:
-            log = bootstrap.build_log(settings, store, keys)
-            try:
-                consumer = kafka_consumer(settings)
-            except KafkaError as exc:
-                raise SettingsError(f"cannot reach Kafka: {type(exc).__name__}") from None
-            ingestor = Ingestor(
-                log,
-                consumer,
-                settings.audit_topic,
-                poll_timeout_ms=settings.kafka.poll_timeout_ms,
-                idle_checkpoint_s=settings.idle_checkpoint_ms / 1000,
-                stats_every_s=settings.stats_every_s,
-                preparer=preparer,
-                tracer=None if tracing is None else tracing.get_tracer("audit_sink"),
-            )
-            listener = start_listener(settings, ingestor, store)  # /metrics, /healthz
-            try:
-                stats = ingestor.run(stop, stop_at_end=stop_at_end)
-            finally:
-                if listener is not None:
-                    listener.close()
-        finally:
-            keys.close()
-    finally:
-        store.close()
+    sharded = settings.sharding == "partition"
+    with ExitStack() as stack:
+        if tracing is not None:  # last: the spans still queued leave before the process does
+            stack.callback(tracing.shutdown)
         if preparer is not None:
-            preparer.close()
-        if tracing is not None:
-            tracing.shutdown()  # the spans still queued leave before the process does
+            stack.callback(preparer.close)
+        store = None if sharded else bootstrap.open_store(settings)
+        if store is not None:
+            stack.callback(store.close)
+        keys = bootstrap.open_keystore(settings)
+        stack.callback(keys.close)
+        log: AuditLog | TrailWriter
+        if store is None:
+            log = bootstrap.build_trail_writer(settings, keys)
+            stack.callback(log.close)
+        else:
+            log = bootstrap.build_log(settings, store, keys)
+        try:
+            consumer = kafka_consumer(settings)
+        except KafkaError as exc:
+            raise SettingsError(f"cannot reach Kafka: {type(exc).__name__}") from None
+        ingestor = Ingestor(
+            log,
+            consumer,
+            settings.audit_topic,
+            poll_timeout_ms=settings.kafka.poll_timeout_ms,
+            idle_checkpoint_s=settings.idle_checkpoint_ms / 1000,
+            stats_every_s=settings.stats_every_s,
+            preparer=preparer,
+            tracer=None if tracing is None else tracing.get_tracer("audit_sink"),
+            sole_member=not sharded,
+        )
+        listener = start_listener(settings, ingestor, store)  # /metrics, /healthz
+        if listener is not None:
+            stack.callback(listener.close)
+        stats = ingestor.run(stop, stop_at_end=stop_at_end)
     print(
         f"ingested {stats.consumed} records in {stats.batches} batches: {stats.appended} "
         f"entries ({stats.anomalies} anomalies), {stats.skipped} skipped, log size {stats.size}",
@@ -270,21 +328,21 @@ def _run(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
         print(log_schema_sql(pg.schema_name, args.writer_role, args.reader_role))
         print(keystore_schema_sql(pg.keys_schema, args.keys_role))
         return EXIT_OK
+    if command == "verify":
+        settings.require_origin()
+        trail = verify_trail(
+            settings,
+            bootstrap.pinned_verifier(settings, args.vkey),
+            _trusted_notes(args.trusted_checkpoint),
+            workers=settings.verify_workers,
+        )
+        if trail.sharded:
+            _print_trail(trail, args.json, sys.stdout)
+        else:
+            _print_report(trail.members[0].report, args.json, sys.stdout)
+        return EXIT_OK if trail.ok else EXIT_NEGATIVE
     store = bootstrap.open_store(settings, write=command == "erase")
     try:
-        if command == "verify":
-            verifier = bootstrap.pinned_verifier(settings, args.vkey)
-            with store.reader() as reader:
-                report = verify_log(
-                    reader,
-                    trusted_keys=[verifier],
-                    origin=store.origin,
-                    trusted_checkpoints=_trusted_notes(args.trusted_checkpoint),
-                    chunk_size=settings.verify_chunk,
-                    workers=settings.verify_workers,
-                )
-            _print_report(report, args.json, sys.stdout)
-            return EXIT_OK if report.ok else EXIT_NEGATIVE
         if command == "proof":
             verifier = bootstrap.pinned_verifier(settings, args.vkey)
             with store.reader() as reader:

@@ -60,6 +60,7 @@ from audit_sink.prepare import Prepared, PreparePool
 from audit_sink.settings import AuditSinkSettings
 from audit_sink.spans import AppendSpans
 from audit_sink.store import Position
+from audit_sink.trail import TrailWriter
 from audit_sink.writer import AppendResult, AuditLog
 
 __all__ = ["IngestStats", "Ingestor", "kafka_consumer"]
@@ -139,11 +140,12 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Ingestor:
-    """One consumer feeding one :class:`~audit_sink.writer.AuditLog`; see the module doc."""
+    """One consumer feeding one :class:`~audit_sink.writer.AuditLog`, or the shards of a
+    :class:`~audit_sink.trail.TrailWriter` (one log per partition); see the module doc."""
 
     def __init__(
         self,
-        log: AuditLog,
+        log: AuditLog | TrailWriter,
         consumer: Any,
         topic: str,
         *,
@@ -154,12 +156,15 @@ class Ingestor:
         clock: Callable[[], float] = time.monotonic,
         preparer: PreparePool | None = None,
         tracer: Tracer | None = None,
+        sole_member: bool = True,
     ) -> None:
         """Wire the writer and an unsubscribed consumer (auto-commit off) of ``topic``.
 
         With a ``preparer`` (whose index key and decoding are the writer's), each batch is
         prepared in its helper process while the previous one is appended. With a
-        ``tracer``, appends of traced records get spans.
+        ``tracer``, appends of traced records get spans. ``sole_member=False`` (a sharded
+        trail, several sinks in the group) rejoins after an empty assignment only if some
+        partition is held by no member of the group.
         """
         self._log = log
         self._consumer = consumer
@@ -174,6 +179,7 @@ class Ingestor:
         self._last_stats = clock()
         self._pending_commit: dict[Any, Any] = {}
         self._preparer = preparer
+        self._sole_member = sole_member
         self._in_hand: _Polled | None = None
         self._spans = None if tracer is None else AppendSpans(tracer)
         self._empty_since: float | None = None
@@ -189,7 +195,9 @@ class Ingestor:
         """Join the group again when a rebalance left the sink (its group's only writer)
         no partition for ``REJOIN_AFTER_S`` while the topic has some: kafka-python's
         leader assigned from metadata that did not list them yet, and no rebalance
-        followed (seen in CI). Checked at most every ``REJOIN_AFTER_S``."""
+        followed (seen in CI). Checked at most every ``REJOIN_AFTER_S``. Several sinks
+        sharing a sharded trail may hold no partition rightly (more sinks than partitions):
+        they rejoin only when some partition is held by no member."""
         if self.stats.rebalances == 0 or self._consumer.assignment():
             self._empty_since = None
             return
@@ -200,6 +208,8 @@ class Ingestor:
             return
         self._empty_since = now
         config = self._consumer.config
+        if not self._sole_member and not self._unowned_partitions():
+            return  # other sinks of the group hold every partition: nothing is left over
         if topics_exist(
             config["bootstrap_servers"],
             [self._topic],
@@ -212,6 +222,33 @@ class Ingestor:
             self._consumer.unsubscribe()
             self.subscribe()
 
+    def _unowned_partitions(self) -> set[int]:
+        """The partitions of the topic that no member of the group holds (by the group's
+        description from its coordinator); empty when that cannot be read."""
+        from kafka.admin import KafkaAdminClient
+
+        config = self._consumer.config
+        partitions = self._consumer.partitions_for_topic(self._topic) or set()
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=config["bootstrap_servers"],
+                security_protocol=config["security_protocol"],
+            )
+            try:
+                groups = admin.describe_groups([config["group_id"]])
+            finally:
+                admin.close()
+        except Exception as exc:  # the check is advisory: try again after the next wait
+            _log.info("cannot describe the group (%s)", type(exc).__name__)
+            return set()
+        owned: set[int] = set()
+        for member in groups.get(config["group_id"], {}).get("members", []):
+            assignment = member.get("member_assignment") or {}
+            for part in assignment.get("assigned_partitions", []):
+                if part.get("topic") == self._topic:
+                    owned.update(part.get("partitions", []))
+        return set(partitions) - owned
+
     def subscribe(self) -> None:
         """Join the group on the audit topic, seeking on every assignment."""
         self._consumer.subscribe([self._topic], listener=_SeekToStoredPositions(self))
@@ -219,7 +256,10 @@ class Ingestor:
     def partitions_assigned(self, assigned: list[Any]) -> None:
         """Seek each assigned partition to its stored position (or its beginning)."""
         self.stats.rebalances += 1
-        stored = self._log.committed_positions()
+        if isinstance(self._log, TrailWriter):
+            stored = self._log.positions_for([(tp.topic, tp.partition) for tp in assigned])
+        else:
+            stored = self._log.committed_positions()
         self._stored.update(stored)
         fresh = []
         for tp in assigned:

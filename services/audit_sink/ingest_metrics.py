@@ -185,15 +185,16 @@ def _latest_archived_at(settings: AuditSinkSettings) -> float | None:
 
 
 def start_listener(
-    settings: AuditSinkSettings, ingestor: Ingestor, store: LogStore
+    settings: AuditSinkSettings, ingestor: Ingestor, store: LogStore | None
 ) -> Listener | None:
     """Seed what the ingest does not know before its first batch (the log's size, when the
     latest archived checkpoint was written) and serve the metrics; ``None`` when the port
     is 0, or when it cannot listen (logged). Call it in the thread that owns ``store``."""
     if settings.metrics_port == 0:
         return None
-    with store.reader() as reader:
-        ingestor.stats.size = reader.size()
+    if store is not None:  # a sharded trail's size is known after its first batches
+        with store.reader() as reader:
+            ingestor.stats.size = reader.size()
     if ingestor.checkpoint_signed_at is None:
         ingestor.checkpoint_signed_at = _latest_archived_at(settings)
     metrics = IngestMetrics(ingestor)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-__all__ = ["keystore_schema_sql", "log_schema_sql", "quote_identifier"]
+__all__ = ["heads_schema_sql", "keystore_schema_sql", "log_schema_sql", "quote_identifier"]
 
 _IDENTIFIER: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _APPEND_ONLY: Final = ("meta", "leaves", "records", "sources", "erased", "checkpoints", "payloads")
@@ -222,4 +222,45 @@ REVOKE ALL ON {k}.subject_keys FROM PUBLIC;
         sql += f"""GRANT USAGE ON SCHEMA {k} TO {r};
 GRANT SELECT, INSERT, DELETE ON {k}.subject_keys TO {r};
 """
+    return sql
+
+
+def heads_schema_sql(schema: str, writer: str | None = None, reader: str | None = None) -> str:
+    """The idempotent DDL of the heads notes of a sharded trail (:mod:`audit_sink.heads`):
+    one append-only table, each note at the next sequence number."""
+    s = quote_identifier(schema)
+    sql = f"""
+CREATE SCHEMA IF NOT EXISTS {s};
+REVOKE ALL ON SCHEMA {s} FROM PUBLIC;
+CREATE TABLE IF NOT EXISTS {s}.heads (
+    seq bigint PRIMARY KEY CHECK (seq >= 1),
+    note text NOT NULL
+);
+{_refuse(s, "refuse_change", "audit heads: % is append-only")}
+CREATE OR REPLACE FUNCTION {s}.heads_next_seq() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF NEW.seq <> COALESCE((SELECT max(seq) FROM {s}.heads), 0) + 1 THEN
+        RAISE EXCEPTION 'heads note % is not the next one', NEW.seq USING ERRCODE = 'P0001';
+    END IF;
+    RETURN NEW;
+END $fn$;
+CREATE OR REPLACE TRIGGER heads_next_seq BEFORE INSERT ON {s}.heads
+    FOR EACH ROW EXECUTE FUNCTION {s}.heads_next_seq();
+CREATE OR REPLACE TRIGGER heads_no_update BEFORE UPDATE OR DELETE ON {s}.heads
+    FOR EACH ROW EXECUTE FUNCTION {s}.refuse_change();
+CREATE OR REPLACE TRIGGER heads_no_truncate BEFORE TRUNCATE ON {s}.heads
+    FOR EACH STATEMENT EXECUTE FUNCTION {s}.refuse_change();
+ALTER TABLE {s}.heads ENABLE ALWAYS TRIGGER heads_next_seq;
+ALTER TABLE {s}.heads ENABLE ALWAYS TRIGGER heads_no_update;
+ALTER TABLE {s}.heads ENABLE ALWAYS TRIGGER heads_no_truncate;
+REVOKE ALL ON {s}.heads FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA {s} FROM PUBLIC;
+"""
+    if writer is not None:
+        w = quote_identifier(writer)
+        sql += f"GRANT USAGE ON SCHEMA {s} TO {w};\nGRANT SELECT, INSERT ON {s}.heads TO {w};\n"
+    if reader is not None:
+        r = quote_identifier(reader)
+        sql += f"GRANT USAGE ON SCHEMA {s} TO {r};\nGRANT SELECT ON {s}.heads TO {r};\n"
     return sql

@@ -100,6 +100,11 @@ class AuditSinkSettings(BaseSettings):
         description="Log origin, unique per deployment (e.g. audit.example.com/sharing-guard).",
     )
     backend: Literal["sqlite", "postgres"] = Field(default="sqlite", description="Log store.")
+    sharding: Literal["single", "partition"] = Field(
+        default="single",
+        description="single: one log; partition: one log (shard) per partition of the audit "
+        "topic, with signed heads notes over them (docs/audit-trail.md, 'Shards').",
+    )
     data_dir: Path = Field(default=Path(".cache/audit-sink"), description="Default file home.")
     sqlite: SqliteSettings = SqliteSettings()
     postgres: PostgresSettings = PostgresSettings()
@@ -173,6 +178,32 @@ class AuditSinkSettings(BaseSettings):
     def log_file(self) -> Path:
         """The SQLite log file."""
         return self.sqlite.log_file or self.data_dir / "log.db"
+
+    def shard_log_file(self, partition: int) -> Path:
+        """The SQLite file of the shard of ``partition`` (beside the log file)."""
+        log = self.log_file()
+        return log.with_name(f"{log.stem}.shard-{partition}{log.suffix}")
+
+    def heads_file(self) -> Path:
+        """The SQLite file of the heads notes of a sharded trail (beside the log file)."""
+        log = self.log_file()
+        return log.with_name(f"{log.stem}.heads{log.suffix}")
+
+    def shard_schema(self, partition: int) -> str:
+        """The PostgreSQL schema of the shard of ``partition``."""
+        return f"{self.postgres.schema_name}_shard_{partition}"
+
+    def heads_schema(self) -> str:
+        """The PostgreSQL schema of the heads notes of a sharded trail."""
+        return f"{self.postgres.schema_name}_heads"
+
+    def shard_archive_dir(self, partition: int) -> Path:
+        """The checkpoint archive of the shard of ``partition``."""
+        return self.archive_dir() / "shards" / str(partition)
+
+    def heads_archive_dir(self) -> Path:
+        """The archive of the heads notes (``<sequence number>.note``)."""
+        return self.archive_dir() / "heads"
 
     def keys_file(self) -> Path:
         """The SQLite key store file."""

@@ -50,6 +50,7 @@ def verify_log(
     trusted_keys: Sequence[NoteVerifier],
     origin: str,
     trusted_checkpoints: Sequence[str] = (),
+    trusted_heads: Sequence[tuple[int, bytes]] = (),
     chunk_size: int = DEFAULT_CHUNK,
     workers: int = 1,
     segment_size: int = DEFAULT_SEGMENT,
@@ -61,6 +62,8 @@ def verify_log(
     process with no other thread running (a command line, not a threaded server). The
     cyclic garbage collector is paused meanwhile: the scan allocates millions of
     short-lived tuples and no cycles, and collections would cost a third of the time.
+    ``trusted_heads`` are ``(size, root)`` pairs already authenticated elsewhere (a heads
+    note of a sharded trail, :mod:`audit_sink.heads`), checked as trusted checkpoints are.
     """
     if segment_size < 1 or segment_size & (segment_size - 1):
         raise ValueError("the segment size must be a power of two")
@@ -74,12 +77,20 @@ def verify_log(
                 trusted_keys=trusted_keys,
                 origin=origin,
                 trusted_checkpoints=trusted_checkpoints,
+                trusted_heads=trusted_heads,
                 workers=workers,
                 segment_size=segment_size,
             )
             if report is not None:
                 return report
-        return _verify(reader, trusted_keys, origin, trusted_checkpoints, chunk_size)
+        return _verify(
+            reader,
+            trusted_keys=trusted_keys,
+            origin=origin,
+            trusted_checkpoints=trusted_checkpoints,
+            trusted_heads=trusted_heads,
+            chunk_size=chunk_size,
+        )
     finally:
         if collecting:
             gc.enable()
@@ -91,6 +102,7 @@ def _verify_parallel(
     trusted_keys: Sequence[NoteVerifier],
     origin: str,
     trusted_checkpoints: Sequence[str],
+    trusted_heads: Sequence[tuple[int, bytes]],
     workers: int,
     segment_size: int,
 ) -> Report | None:
@@ -103,6 +115,7 @@ def _verify_parallel(
         origin=origin,
         checkpoints=[StoredCheckpoint(row.size, row.note) for row in reader.checkpoints()],
         trusted_checkpoints=trusted_checkpoints,
+        trusted_heads=trusted_heads,
     )
     if reader.payloads_outside(0, size):
         return None  # orphan payloads beyond the log: the serial path reports them
@@ -151,9 +164,11 @@ def _summarise(
 
 def _verify(
     reader: LogReader,
+    *,
     trusted_keys: Sequence[NoteVerifier],
     origin: str,
     trusted_checkpoints: Sequence[str],
+    trusted_heads: Sequence[tuple[int, bytes]],
     chunk_size: int,
 ) -> Report:
     verifier = LogVerifier(
@@ -161,6 +176,7 @@ def _verify(
         origin=origin,
         checkpoints=[StoredCheckpoint(row.size, row.note) for row in reader.checkpoints()],
         trusted_checkpoints=trusted_checkpoints,
+        trusted_heads=trusted_heads,
     )
     for rows, payloads in _prefetched(_merged(reader, chunk_size)):
         verifier.add_leaves(rows)

@@ -244,9 +244,12 @@ class LogVerifier:
         origin: str,
         checkpoints: Iterable[StoredCheckpoint],
         trusted_checkpoints: Sequence[str] = (),
+        trusted_heads: Sequence[tuple[int, bytes]] = (),
         max_problems: int = DEFAULT_MAX_PROBLEMS,
     ) -> None:
-        """Verify the checkpoints' signatures now; leaves and payloads are fed afterwards."""
+        """Verify the checkpoints' signatures now; leaves and payloads are fed afterwards.
+        ``trusted_heads`` are ``(size, root)`` pairs authenticated elsewhere (a sharded
+        trail's heads notes), held to as trusted checkpoints are."""
         self._keys = tuple(trusted_keys)
         self._origin = origin
         self._max = max_problems
@@ -263,6 +266,10 @@ class LogVerifier:
             self._add_stored_checkpoint(stored)
         for note in trusted_checkpoints:
             self._add_trusted_checkpoint(note)
+        for size, root in trusted_heads:
+            self._trusted_sizes.append(size)
+            if size > 0:
+                self._targets.append(_Target(size, root, trusted=True))
         self._targets.sort(key=lambda t: (t.size, t.trusted))
 
     # -- problems ------------------------------------------------------------------------
