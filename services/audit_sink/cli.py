@@ -29,7 +29,7 @@ from sharing_guard.edge import logsafe
 
 from audit_sink import bootstrap
 from audit_sink.export import export_log
-from audit_sink.pg_schema import keystore_schema_sql, log_schema_sql
+from audit_sink.pg_schema import heads_schema_sql, keystore_schema_sql, log_schema_sql
 from audit_sink.proofs import ProofError, prove_event
 from audit_sink.query import InstantError, QueryCriteria, parse_instant, query_entries
 from audit_sink.render import FORMATS, render
@@ -123,7 +123,22 @@ def _parser() -> argparse.ArgumentParser:
     schema.add_argument("--writer-role")
     schema.add_argument("--reader-role")
     schema.add_argument("--keys-role")
+    schema.add_argument(
+        "--shards",
+        type=_count,
+        default=0,
+        metavar="N",
+        help="also the schemas of shards 0..N-1 and of the heads notes (AUDIT_SINK_SHARDING="
+        "partition: N at least the audit topic's partition count)",
+    )
     return parser
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 10_000:
+        raise argparse.ArgumentTypeError("a number of shards from 0 to 10000")
+    return value
 
 
 def _instant(text: str | None, what: str) -> datetime | None:
@@ -327,6 +342,11 @@ def _run(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
         pg = settings.postgres
         print(log_schema_sql(pg.schema_name, args.writer_role, args.reader_role))
         print(keystore_schema_sql(pg.keys_schema, args.keys_role))
+        if args.shards:
+            for partition in range(args.shards):
+                schema_name = settings.shard_schema(partition)
+                print(log_schema_sql(schema_name, args.writer_role, args.reader_role))
+            print(heads_schema_sql(settings.heads_schema(), args.writer_role, args.reader_role))
         return EXIT_OK
     if command == "verify":
         settings.require_origin()
