@@ -29,13 +29,21 @@ from sharing_guard.edge import logsafe
 
 from audit_sink import bootstrap
 from audit_sink.export import export_log
+from audit_sink.heads import member_verifier
 from audit_sink.pg_schema import heads_schema_sql, keystore_schema_sql, log_schema_sql
-from audit_sink.proofs import ProofError, prove_event
-from audit_sink.query import InstantError, QueryCriteria, parse_instant, query_entries
+from audit_sink.proofs import ProofError
+from audit_sink.query import InstantError, QueryCriteria, parse_instant
 from audit_sink.render import FORMATS, render
 from audit_sink.settings import AuditSinkSettings, SettingsError
 from audit_sink.signing import SigningKeyError, create_signing_key
-from audit_sink.store import LogStore, StoreError
+from audit_sink.store import StoreError
+from audit_sink.trail_read import (
+    erase_in_trail,
+    is_sharded,
+    member_readers,
+    prove_in_trail,
+    query_trail,
+)
 from audit_sink.trail_verify import TrailProblem, TrailReport, verify_trail
 from audit_sink.transparency import Period, read_report, render_table
 from audit_sink.verify import Report
@@ -361,51 +369,74 @@ def _run(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
         else:
             _print_report(trail.members[0].report, args.json, sys.stdout)
         return EXIT_OK if trail.ok else EXIT_NEGATIVE
-    store = bootstrap.open_store(settings, write=command == "erase")
-    try:
+    settings.require_origin()  # before anything is opened or created
+    if command == "export":
+        return _export(args, settings)
+    if command in ("query", "erase"):
+        return _with_keys(args, settings)
+    with member_readers(settings) as readers:
         if command == "proof":
-            verifier = bootstrap.pinned_verifier(settings, args.vkey)
-            with store.reader() as reader:
-                try:
-                    proof = prove_event(
-                        reader, args.event_id, trusted_keys=[verifier], origin=store.origin
-                    )
-                except ProofError as exc:
-                    print(f"audit-sink: no proof: {exc}", file=sys.stderr)
-                    return EXIT_NEGATIVE
+            pinned = bootstrap.pinned_verifier(settings, args.vkey)
+            try:
+                _, proof = prove_in_trail(readers, args.event_id, pinned)
+            except ProofError as exc:
+                print(f"audit-sink: no proof: {exc}", file=sys.stderr)
+                return EXIT_NEGATIVE
             sys.stdout.write(proof.bundle)
             return EXIT_OK
-        if command == "export":
-            verifier = bootstrap.pinned_verifier(settings, args.vkey)
-            with store.reader() as reader:
-                summary = export_log(
-                    reader,
-                    args.directory,
-                    verifier=verifier,
-                    include_payloads=args.include_payloads,
-                    chunk_size=settings.verify_chunk,
-                )
-            print(
-                f"exported {summary.size} entries and {summary.checkpoints} checkpoints "
-                f"to {summary.directory}",
-                file=sys.stderr,
+        period = _period(args.period_from, args.period_to)
+        transparency = read_report([r.reader for r in readers], period)
+    if args.format == "json":
+        print(json.dumps(transparency.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        sys.stdout.write(render_table(transparency))
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
+    """One export for a single log; for a sharded trail one per member (``log/``,
+    ``shards/<partition>/``, each verifiable on its own with the member's vkey) and the
+    stored heads notes (``heads/<n>.note``)."""
+    with member_readers(settings) as readers:
+        pinned = bootstrap.pinned_verifier(settings, args.vkey)
+        sharded = is_sharded(settings, [r.member for r in readers])
+        if sharded and args.directory.exists() and any(args.directory.iterdir()):
+            raise FileExistsError(f"{args.directory} is not empty")
+        size = checkpoints = 0
+        for one in readers:
+            member = one.member
+            target = args.directory
+            if sharded:
+                target = target / ("log" if member.partition is None else "shards")
+                target = target if member.partition is None else target / str(member.partition)
+            summary = export_log(
+                one.reader,
+                target,
+                verifier=member_verifier(pinned, member.origin),
+                include_payloads=args.include_payloads,
+                chunk_size=settings.verify_chunk,
             )
-            return EXIT_OK
-        if command == "report":
-            period = _period(args.period_from, args.period_to)
-            with store.reader() as reader:
-                transparency = read_report(reader, period)
-            if args.format == "json":
-                print(json.dumps(transparency.to_dict(), ensure_ascii=False, indent=2))
-            else:
-                sys.stdout.write(render_table(transparency))
-            return EXIT_OK
-        return _with_keys(args, settings, store)
-    finally:
-        store.close()
+            size += summary.size
+            checkpoints += summary.checkpoints
+    if sharded:
+        heads = bootstrap.open_heads_store(settings, write=False)
+        try:
+            notes = heads.notes()
+        finally:
+            heads.close()
+        (args.directory / "heads").mkdir(parents=True, exist_ok=True)
+        for seq, note in notes:
+            (args.directory / "heads" / f"{seq}.note").write_text(note, "utf-8")
+    print(
+        f"exported {size} entries and {checkpoints} checkpoints "
+        + (f"of {len(readers)} member log(s) " if sharded else "")
+        + f"to {args.directory}",
+        file=sys.stderr,
+    )
+    return EXIT_OK
 
 
-def _with_keys(args: argparse.Namespace, settings: AuditSinkSettings, store: LogStore) -> int:
+def _with_keys(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
     keys = bootstrap.open_keystore(settings)
     try:
         if args.command == "query":
@@ -420,15 +451,17 @@ def _with_keys(args: argparse.Namespace, settings: AuditSinkSettings, store: Log
                 limit=args.limit,
             )
             index_key = bootstrap.index_key(settings) if args.account is not None else None
-            with store.reader() as reader:
-                views = query_entries(reader, keys, criteria, index_key)
+            with member_readers(settings) as readers:
+                views = query_trail(settings, readers, keys, criteria, index_key)
             sys.stdout.write(render(views, args.format))
             return EXIT_OK
         account = sys.stdin.readline().strip() if args.account == "-" else args.account
         if not account:
             raise SettingsError("no account given")
-        result = bootstrap.build_log(settings, store, keys).erase(account)
+        result, members = erase_in_trail(settings, keys, account)
         where = "" if result.erasure_index is None else f" (erasure entry {result.erasure_index})"
+        if members > 1:
+            where = f" (erasure entries in {members} member logs)"
         print(
             f"erased {result.erased_entries} entries{where}, destroyed "
             f"{result.keys_destroyed} key(s), deleted {result.payloads_deleted} ciphertext(s)"

@@ -105,12 +105,19 @@ class EntryView:
     reasons: tuple[str, ...]
     policy_version: str | None
     event_json: str | None
+    sharded: bool = False
+    """Whether the entry comes from a sharded trail (then ``shard`` names its member)."""
+    shard: int | None = None
+    """The partition of the shard holding it (``None``: the single or legacy log)."""
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready fields; erased personal fields read ``"<erased>"``."""
+        """JSON-ready fields; erased personal fields read ``"<erased>"``. Entries of a
+        sharded trail also carry ``shard`` (their index counts within that member)."""
         hidden = f"<{self.personal.value}>"
         sealed = self.personal in (PersonalStatus.ERASED, PersonalStatus.UNAVAILABLE)
+        where: dict[str, Any] = {"shard": self.shard} if self.sharded else {}
         return {
+            **where,
             "index": self.index,
             "kind": self.kind,
             "audit_id": self.audit_id,

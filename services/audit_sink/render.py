@@ -46,17 +46,19 @@ _TABLE: Final = (
 def render(views: Sequence[EntryView], fmt: str) -> str:
     """The entries in ``fmt`` (one of :data:`FORMATS`), newline-terminated lines."""
     rows = [view.to_dict() for view in views]
+    sharded = any(view.sharded for view in views)
     if fmt == "jsonl":
         return "".join(json.dumps(row, ensure_ascii=False, sort_keys=True) + "\n" for row in rows)
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=_CSV_FIELDS, lineterminator="\n")
+        fields = ("shard", *_CSV_FIELDS) if sharded else _CSV_FIELDS
+        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({**row, "reasons": " ".join(row["reasons"])})
         return out.getvalue()
     if fmt == "table":
-        return _table(rows)
+        return _table(rows, ((("shard", 5),) if sharded else ()) + _TABLE)
     raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
 
 
@@ -67,10 +69,10 @@ def _cell(value: object, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "\u2026"
 
 
-def _table(rows: Iterable[dict[str, object]]) -> str:
-    lines = ["  ".join(name.ljust(width) for name, width in _TABLE).rstrip()]
+def _table(rows: Iterable[dict[str, object]], columns: Sequence[tuple[str, int]]) -> str:
+    lines = ["  ".join(name.ljust(width) for name, width in columns).rstrip()]
     lines.extend(
-        "  ".join(_cell(row[name], width).ljust(width) for name, width in _TABLE).rstrip()
+        "  ".join(_cell(row.get(name), width).ljust(width) for name, width in columns).rstrip()
         for row in rows
     )
     return "\n".join(lines) + "\n"

@@ -340,16 +340,35 @@ def trail_record(body: Mapping[str, Any]) -> TrailRecord | None:
 # --- reading the trail ---------------------------------------------------------------------
 
 
-def read_report(reader: LogReader, period: Period) -> TransparencyReport:
-    """The report of ``period`` from one snapshot of the log.
+def read_report(reader: LogReader | Sequence[LogReader], period: Period) -> TransparencyReport:
+    """The report of ``period`` from one snapshot of the log (or of each member of a
+    sharded trail: an order's registration and its decisions may sit in different shards).
 
     Finds the orders referenced in the period, then reads every record of each of them up
     to the end of the period (registration, approvals, revocations, decisions).
     """
-    in_period = reader.query_records(
-        RecordFilter(occurred_from=millis(period.start), occurred_to=millis(period.end))
-    )
-    refs = sorted({row.order_ref for row in in_period if row.order_ref is not None})
+    readers = [reader] if not isinstance(reader, Sequence) else list(reader)
+    refs: set[str] = set()
+    for one in readers:
+        in_period = one.query_records(
+            RecordFilter(occurred_from=millis(period.start), occurred_to=millis(period.end))
+        )
+        refs.update(row.order_ref for row in in_period if row.order_ref is not None)
+    records: list[TrailRecord] = []
+    unreadable = 0
+    for one in readers:
+        found, missed = _order_records(one, sorted(refs), period)
+        records.extend(found)
+        unreadable += missed
+    records.sort(key=lambda record: record.occurred_at)
+    return replace(build_report(records, period), unreadable=unreadable)
+
+
+def _order_records(
+    reader: LogReader, refs: Sequence[str], period: Period
+) -> tuple[list[TrailRecord], int]:
+    """Every record of the orders ``refs`` up to the end of ``period`` in one log, and how
+    many of their entries could not be read."""
     indices: set[int] = set()
     for ref in refs:
         rows = reader.query_records(RecordFilter(order_ref=ref, occurred_to=millis(period.end)))
@@ -368,4 +387,4 @@ def read_report(reader: LogReader, period: Period) -> TransparencyReport:
             unreadable += 1
         else:
             records.append(record)
-    return replace(build_report(records, period), unreadable=unreadable)
+    return records, unreadable
