@@ -68,15 +68,17 @@ from sharing_guard.edge.server import StoppableServer
 from audit_sink import bootstrap
 from audit_sink.api_metrics import ApiMetrics
 from audit_sink.checkpoint import NoteVerifier
+from audit_sink.heads import HeadsError, member_verifier
 from audit_sink.keystore import KeyStore
 from audit_sink.proofs import ProofError, prove_event, signed_head
-from audit_sink.query import InstantError, QueryCriteria, parse_instant, query_entries
+from audit_sink.query import InstantError, QueryCriteria, parse_instant
 from audit_sink.render import render
 from audit_sink.sealing import IndexKey
 from audit_sink.settings import AuditSinkSettings, SettingsError
 from audit_sink.store import LogReader, StoreError
+from audit_sink.trail_read import MemberReader, latest_heads_note, member_readers, query_trail
+from audit_sink.trail_verify import TrailReport, verify_trail
 from audit_sink.transparency import Period, read_report, render_table
-from audit_sink.verification import verify_log
 from audit_sink.verify import Report
 
 __all__ = [
@@ -146,6 +148,11 @@ class EntryBody(BaseModel):
     reasons: list[str]
     policy_version: str | None
     event_json: str | None = Field(description="decrypted, or <erased> / <unavailable>")
+    shard: int | None = Field(
+        default=None,
+        description="sharded trail only: the partition of the shard holding the entry (null: "
+        "the single log kept from before the shards); `index` counts within that member",
+    )
 
 
 class ProblemBody(BaseModel):
@@ -157,6 +164,11 @@ class ProblemBody(BaseModel):
     checkpoint_size: int | None
     bound: bool
     message: str
+    member: str | None = Field(
+        default=None,
+        description="sharded trail only: which log (`shard 3`, `log`, or `trail` for the heads "
+        "notes); `index` counts within it",
+    )
 
 
 class VerifyBody(BaseModel):
@@ -173,6 +185,14 @@ class VerifyBody(BaseModel):
     problems: list[ProblemBody]
     first_bad_index: int | None = Field(description="the first bad entry; null when ok")
     first_problem: ProblemBody | None
+    sharded: bool = Field(
+        default=False,
+        description="a sharded trail: the figures above are summed over its member logs, "
+        "each problem names its member, and `members` holds each member's own report",
+    )
+    heads_verified: int | None = None
+    latest_heads: int | None = Field(default=None, description="the latest heads note's number")
+    members: list[dict[str, Any]] | None = None
 
 
 _ERROR_SCHEMA: Final = {
@@ -372,6 +392,13 @@ def _reading(service: _Service) -> Iterator[LogReader]:
 
 
 @contextmanager
+def _trail_reading(service: _Service) -> Iterator[list[MemberReader]]:
+    """A read-only snapshot of every member log, on stores opened for this request only."""
+    with _unavailable_on_store_errors(), member_readers(service.settings) as readers:
+        yield readers
+
+
+@contextmanager
 def _keys(service: _Service) -> Iterator[KeyStore]:
     """The key store, opened for this request only."""
     with _unavailable_on_store_errors():
@@ -452,8 +479,8 @@ def entries(
         occurred_to=_instant(occurred_to, "to"),
         limit=limit + 1,  # one more tells whether the limit cut the list
     )
-    with _keys(service) as keys, _reading(service) as reader:
-        views = query_entries(reader, keys, criteria, service.index_key)
+    with _keys(service) as keys, _trail_reading(service) as readers:
+        views = query_trail(service.settings, readers, keys, criteria, service.index_key)
     truncated = len(views) > limit
     views = views[:limit]
     if output == "json":
@@ -476,31 +503,66 @@ def _report_body(report: Report) -> dict[str, Any]:
     return body
 
 
+def _trail_body(trail: TrailReport) -> dict[str, Any]:
+    """A sharded trail's report in the shape of one log's, summed, problems named by member."""
+    problems: list[dict[str, Any]] = [
+        {
+            "code": p.code,
+            "index": None,
+            "range_end": None,
+            "checkpoint_size": None,
+            "bound": False,
+            "message": p.message,
+            "member": p.member or "trail",
+        }
+        for p in trail.problems
+    ]
+    for member in trail.members:
+        label = member.member.label
+        problems.extend({**p.to_dict(), "member": label} for p in member.report.problems)
+    reports = [m.report for m in trail.members]
+    return {
+        "ok": trail.ok,
+        "size": trail.size,
+        "erased": sum(r.erased for r in reports),
+        "checkpoints_verified": sum(r.checkpoints_verified for r in reports),
+        "latest_checkpoint_size": None,
+        "trusted_checkpoint_sizes": [],
+        "unsigned_tail": sum(r.unsigned_tail for r in reports),
+        "problem_count": trail.problem_count,
+        "problems": problems,
+        "first_bad_index": problems[0]["index"] if problems else None,
+        "first_problem": problems[0] if problems else None,
+        "sharded": True,
+        "heads_verified": trail.heads_verified,
+        "latest_heads": trail.latest_heads,
+        "members": [m.to_dict() for m in trail.members],
+    }
+
+
 @_protected.get(
     "/verify",
-    summary="Verify the whole log against its checkpoints and the pinned key",
+    summary="Verify the whole log (every shard and the heads notes of a sharded trail) "
+    "against its checkpoints and the pinned key",
     dependencies=[Depends(only())],
     response_model=VerifyBody,
 )
 def verify(service: Service) -> JSONResponse:
     """The verification report; 200 whether the log is intact or not (see ``ok``)."""
-    with service.verifying, _reading(service) as reader:
-        report = verify_log(
-            reader,
-            trusted_keys=[service.verifier],
-            origin=service.origin,
-            chunk_size=service.settings.verify_chunk,
-        )
-    service.metrics.verified(report.ok)
-    return JSONResponse(_report_body(report))
+    with service.verifying, _unavailable_on_store_errors():
+        trail = verify_trail(service.settings, service.verifier, workers=1)
+    service.metrics.verified(trail.ok)
+    if trail.sharded:
+        return JSONResponse(_trail_body(trail))
+    return JSONResponse(_report_body(trail.members[0].report))
 
 
-def _latest_note(service: _Service, reader: LogReader) -> tuple[int, str]:
+def _latest_note(reader: LogReader, verifier: NoteVerifier, origin: str) -> tuple[int, str]:
     """The latest checkpoint's size and note, verified (404 when none, 409 when bad)."""
     if not reader.checkpoints():
         raise HTTPException(404, "the log has no signed checkpoint yet")
     try:
-        checkpoint, note = signed_head(reader, [service.verifier], service.origin)
+        checkpoint, note = signed_head(reader, [verifier], origin)
     except ProofError as exc:
         raise HTTPException(409, f"{exc}: run /verify") from None
     return checkpoint.size, note
@@ -520,23 +582,27 @@ def proof(
     service: Service,
     event_id: Annotated[str, Path(min_length=1, max_length=_MAX_TEXT)],  # any id, "/" too
 ) -> PlainTextResponse:
-    """The proof bundle (its ``extra`` line holds the leaf) under the latest checkpoint."""
-    with _reading(service) as reader:
-        index = reader.find_record(f"DECISION:{event_id}")
-        if index is None:
-            index = reader.find_record(f"GOVERNANCE_CHANGE:{event_id}")
-        if index is None:
+    """The proof bundle (its ``extra`` line holds the leaf) under the latest checkpoint of
+    the log holding the event (in a sharded trail, its checkpoint's origin names the shard)."""
+    with _trail_reading(service) as readers:
+        for one in readers:
+            reader, origin = one.reader, one.member.origin
+            index = reader.find_record(f"DECISION:{event_id}")
+            if index is None:
+                index = reader.find_record(f"GOVERNANCE_CHANGE:{event_id}")
+            if index is not None:
+                break
+        else:
             raise HTTPException(404, "no record of that event in the log")
-        size, _ = _latest_note(service, reader)
+        verifier = member_verifier(service.verifier, origin)
+        size, _ = _latest_note(reader, verifier, origin)
         if index >= size:
             raise HTTPException(
                 404,
                 f"entry {index} is not covered by a signed checkpoint yet (latest size {size})",
             )
         try:
-            found = prove_event(
-                reader, event_id, trusted_keys=[service.verifier], origin=service.origin
-            )
+            found = prove_event(reader, event_id, trusted_keys=[verifier], origin=origin)
         except ProofError as exc:
             raise HTTPException(409, str(exc)) from None
     return PlainTextResponse(found.bundle)
@@ -550,9 +616,20 @@ def proof(
     responses={404: _error("The log has no signed checkpoint yet."), 409: _NOT_PROVEN},
 )
 def checkpoint(service: Service) -> PlainTextResponse:
-    """The note as stored, after checking its signature with the pinned key."""
+    """The note as stored, after checking its signature with the pinned key: the latest
+    checkpoint of a single log, the latest heads note of a sharded trail (which commits to
+    every shard's head)."""
+    if service.settings.sharding == "partition":
+        with _unavailable_on_store_errors():
+            try:
+                heads = latest_heads_note(service.settings, service.verifier)
+            except HeadsError as exc:
+                raise HTTPException(409, f"the latest heads note does not verify: {exc}") from None
+        if heads is None:
+            raise HTTPException(404, "the log has no signed checkpoint yet")
+        return PlainTextResponse(heads.note)
     with _reading(service) as reader:
-        _, note = _latest_note(service, reader)
+        _, note = _latest_note(reader, service.verifier, service.origin)
     return PlainTextResponse(note)
 
 
@@ -586,8 +663,8 @@ def transparency_report(
         period = Period(start, end)
     except ValueError as exc:
         raise HTTPException(400, f"'to': {exc}") from None
-    with _reading(service) as reader:
-        report = read_report(reader, period)
+    with _trail_reading(service) as readers:
+        report = read_report([one.reader for one in readers], period)
     if output == "table":
         return PlainTextResponse(render_table(report))
     return JSONResponse(report.to_dict())
@@ -597,12 +674,10 @@ def transparency_report(
 
 
 def _probe(settings: AuditSinkSettings) -> None:
-    """Open the store read-only and the key store once, so that serve fails at start."""
-    store = bootstrap.open_store(settings, write=False)
-    try:
+    """Open every member log read-only and the key store once, so that serve fails at
+    start (a sharded trail with no shard yet is fine: they come with the first records)."""
+    with member_readers(settings):
         bootstrap.open_keystore(settings).close()
-    finally:
-        store.close()
 
 
 def _is_loopback(host: str) -> bool:
