@@ -26,6 +26,12 @@ group, a stale seek), the writer skips it: every consumed position is remembered
 decision is recognised by its ``audit_id``. A record that does not decode is still kept, as
 an anomaly entry with its bytes sealed (see :mod:`audit_sink.plan`).
 
+With a sharded trail (:class:`~audit_sink.trail.TrailWriter`, ``AUDIT_SINK_SHARDING=
+partition``) each batch is appended partition by partition, each part to that partition's
+shard with that partition's position, and several sinks share one group, each writing the
+shards of the partitions it owns; a sink that takes a partition over seeks it to the
+position stored in its shard.
+
 When no record arrives for ``idle_checkpoint_ms`` and entries are unsigned (only possible
 with ``checkpoint_each_batch`` off), a checkpoint is signed. A stop request (SIGTERM or
 SIGINT in ``audit-sink ingest``) is honoured between batches: the batch in hand is
