@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup lock services stop demo test lint typecheck unit bench bench-kafka bench-scaleout bench-soak bench-edge bench-audit clean
+.PHONY: setup lock services stop demo test lint typecheck unit bench bench-kafka bench-scaleout bench-soak bench-edge bench-audit bench-audit-shards clean
 
 # constraints.txt pins every distribution to the version tested (`make lock` rewrites it).
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -63,6 +63,9 @@ bench-edge: setup  ## the HTTP edge's cost per request against a bare ASGI app a
 
 bench-audit: services  ## audit sink: appends, verification, proofs (SQLite and PostgreSQL)
 	$(BIN)/python benchmarks/audit_bench.py $(BENCH_ARGS)
+
+bench-audit-shards: services  ## audit sink: two sinks on 1, 2 and 3 shards against one single log (PostgreSQL)
+	$(BIN)/python benchmarks/audit_shards_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -203,6 +203,7 @@ def build_trail_writer(settings: AuditSinkSettings, keys: KeyStore) -> TrailWrit
         signer=signer(settings, heads_name),
         archive=CheckpointArchive(settings.heads_archive_dir()),
         legacy=None if legacy is None else legacy[0],
+        every_s=settings.heads_every_s,
     )
 
     def open_shard(partition: int) -> AuditLog:

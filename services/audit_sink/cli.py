@@ -347,17 +347,12 @@ def _run(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
     if command == "ingest":
         return _ingest(settings, args.stop_at_end)
     if command == "pg-schema":
-        pg = settings.postgres
-        print(log_schema_sql(pg.schema_name, args.writer_role, args.reader_role))
-        print(keystore_schema_sql(pg.keys_schema, args.keys_role))
-        if args.shards:
-            for partition in range(args.shards):
-                schema_name = settings.shard_schema(partition)
-                print(log_schema_sql(schema_name, args.writer_role, args.reader_role))
-            print(heads_schema_sql(settings.heads_schema(), args.writer_role, args.reader_role))
-        return EXIT_OK
+        try:
+            return _pg_schema(args, settings)
+        except ValueError as exc:  # a name that is no plain SQL identifier
+            raise SettingsError(str(exc)) from None
+    settings.require_origin()  # before anything is opened or created
     if command == "verify":
-        settings.require_origin()
         trail = verify_trail(
             settings,
             bootstrap.pinned_verifier(settings, args.vkey),
@@ -390,6 +385,24 @@ def _run(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
         print(json.dumps(transparency.to_dict(), ensure_ascii=False, indent=2))
     else:
         sys.stdout.write(render_table(transparency))
+    return EXIT_OK
+
+
+def _pg_schema(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
+    """Print the DDL of the log (and of the shards and heads notes, with ``--shards``);
+    nothing is printed if a name is no plain SQL identifier (``ValueError``)."""
+    pg = settings.postgres
+    parts = [
+        log_schema_sql(pg.schema_name, args.writer_role, args.reader_role),
+        keystore_schema_sql(pg.keys_schema, args.keys_role),
+    ]
+    if args.shards:
+        parts.extend(
+            log_schema_sql(settings.shard_schema(p), args.writer_role, args.reader_role)
+            for p in range(args.shards)
+        )
+        parts.append(heads_schema_sql(settings.heads_schema(), args.writer_role, args.reader_role))
+    print("\n".join(parts))
     return EXIT_OK
 
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from audit_sink._encoding import decode_base64, encode_base64
+from audit_sink._encoding import decode_base64, encode_base64, parse_uint64
 from audit_sink.checkpoint import (
     MalformedCheckpointError,
     NoteSigner,
@@ -147,7 +147,8 @@ def sign_heads(origin: str, heads: Iterable[MemberHead], signer: NoteSigner) -> 
 
 def _parse_head(origin: str, line: str) -> MemberHead:
     parts = line.split(" ")
-    if len(parts) != 3 or not parts[1].isdigit() or (parts[1] != "0" and parts[1][0] == "0"):
+    size = parse_uint64(parts[1]) if len(parts) == 3 else None
+    if size is None:  # not int(): it takes non-ASCII digits ("\u0663") and raises on others
         raise HeadsError(f"a head line is not '<origin> <size> <root>': {line[:200]!r}")
     try:
         partition_of(origin, parts[0])
@@ -156,7 +157,7 @@ def _parse_head(origin: str, line: str) -> MemberHead:
     root = decode_base64(parts[2])
     if root is None or len(root) != HASH_SIZE:
         raise HeadsError(f"the root of {parts[0]} is not base64 of a {HASH_SIZE}-byte hash")
-    return MemberHead(parts[0], int(parts[1]), root)
+    return MemberHead(parts[0], size, root)
 
 
 def open_heads(note: str, pinned: NoteVerifier, origin: str) -> HeadsNote:

@@ -67,19 +67,26 @@ class SqliteHeadsStore:
             if not path.is_file():
                 raise StoreError(f"no heads notes at {path}")
             uri = f"{path.resolve().as_uri()}?mode=ro"
-            self._db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30)
+            self._db = sqlite3.connect(
+                uri, uri=True, isolation_level=None, timeout=30, check_same_thread=False
+            )
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        # Used by one thread at a time, but not always the one that opened it: kafka-python
+        # runs the ingest's rebalance listener (which reads the latest note) on its own.
+        self._db = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode = WAL")
         self._db.execute("PRAGMA synchronous = FULL")
         self._db.executescript(_SQLITE_SCHEMA)
 
     def notes(self) -> list[tuple[int, str]]:
         """Every stored note, ascending."""
-        return [(int(s), str(n)) for s, n in self._db.execute("SELECT seq, note FROM heads")]
+        return [
+            (int(s), str(n))
+            for s, n in self._db.execute("SELECT seq, note FROM heads ORDER BY seq")
+        ]
 
     def latest(self) -> Latest:
         """The latest note, if any."""

@@ -427,7 +427,8 @@ _Text = Annotated[str | None, Query(min_length=1, max_length=_MAX_TEXT)]
     response_model=list[EntryBody],
     responses={
         200: {
-            "description": f"By index. Header {TRUNCATED_HEADER}: true when `limit` cut the list.",
+            "description": f"By index (a sharded trail: by time, then shard, then index). "
+            f"Header {TRUNCATED_HEADER}: true when `limit` cut the list.",
             "content": {
                 "application/x-ndjson": {"schema": {"type": "string"}},
                 "text/csv": {"schema": {"type": "string"}},

@@ -12,8 +12,9 @@ consumer group, with ``enable_auto_commit=False``, and loops:
 With a :class:`~audit_sink.prepare.PreparePool` (``AUDIT_SINK_PREPARE_IN_HELPER``, on by
 default in ``audit-sink ingest``), the database-free part of appending a batch (decoding,
 MACs, canonical texts) runs in a helper process while the previous batch is stored: one
-batch is held between two polls, appended before the next one (or before a rebalance
-takes its partitions, or at a stop). It is not stored until appended, like any batch.
+batch is held between two polls, appended before the next one or at a stop; a rebalance
+drops it (it is read again from the stored positions). It is not stored until appended,
+like any batch.
 
 The database, not Kafka's committed offsets, is the truth: when partitions are assigned (at
 start and after every rebalance, through a ``ConsumerRebalanceListener``) each is sought to
@@ -137,7 +138,7 @@ class _SeekToStoredPositions(ConsumerRebalanceListener):  # type: ignore[misc]
         self._ingestor = ingestor
 
     def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
-        """Nothing is in flight between polls: each batch is stored before the next poll."""
+        """The batch in hand, not stored yet, is dropped (read again after the rebalance)."""
         self._ingestor.partitions_revoked(list(revoked))
 
     def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
@@ -283,9 +284,26 @@ class Ingestor:
         )
 
     def partitions_revoked(self, revoked: list[Any]) -> None:
-        """Append the batch in hand (its partitions may go to another sink), then forget
-        the offsets not yet committed to Kafka for revoked partitions."""
-        self.flush()
+        """Drop the batch in hand (nothing of it is stored: whoever is assigned its
+        partitions next reads it again from the stored positions), then forget the offsets
+        not yet committed to Kafka for revoked partitions.
+
+        Not appended here: kafka-python 3 calls the listener from its network thread, where
+        the SQLite key and heads stores (bound to the thread that opened them) cannot be
+        used. A partition of the batch that is not revoked is sought back to the batch's
+        first record of it (with the default, eager, assignors every partition is revoked
+        and then sought to its stored position on assignment)."""
+        in_hand, self._in_hand = self._in_hand, None
+        if in_hand is not None:
+            gone = {(tp.topic, tp.partition) for tp in revoked}
+            kept = {(tp.topic, tp.partition): tp for tp in in_hand.offsets}
+            first: dict[Any, int] = {}
+            for record in in_hand.batch:
+                first.setdefault(kept[(record.topic, record.partition)], record.offset)
+            for tp, offset in first.items():
+                if (tp.topic, tp.partition) not in gone:
+                    self._consumer.seek(tp, offset)
+            _log.info("dropped the batch in hand (%d records) at a rebalance", len(in_hand.batch))
         for tp in revoked:
             self._pending_commit.pop(tp, None)
 

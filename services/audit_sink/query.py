@@ -10,7 +10,7 @@ columns. Each entry's personal fields are shown decrypted when its payload and k
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -27,8 +27,10 @@ __all__ = [
     "InstantError",
     "PersonalStatus",
     "QueryCriteria",
+    "entry_views",
     "parse_instant",
     "query_entries",
+    "query_rows",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -145,12 +147,24 @@ def query_entries(
     index_key: IndexKey | None = None,
 ) -> list[EntryView]:
     """The record entries matching ``criteria``, by index (``index_key`` for an account)."""
+    return entry_views(reader, keys, query_rows(reader, criteria, index_key))
+
+
+def query_rows(
+    reader: LogReader,
+    criteria: QueryCriteria,
+    index_key: IndexKey | None = None,
+    *,
+    by_time: bool = False,
+) -> list[RecordRow]:
+    """The record rows matching ``criteria``, by index (or ``by_time``: by time, then
+    index), nothing opened (``index_key`` for an account)."""
     indices: list[int] | None = None
     if criteria.account_id is not None:
         if index_key is None:
             raise ValueError("searching by account needs the index key")
         indices = reader.payload_indices_for_tag(index_key.account_tag(criteria.account_id))
-    rows = reader.query_records(
+    return reader.query_records(
         RecordFilter(
             indices=indices,
             recipient_id=criteria.recipient_id,
@@ -160,8 +174,14 @@ def query_entries(
             occurred_from=_millis(criteria.occurred_from),
             occurred_to=_millis(criteria.occurred_to),
             limit=criteria.limit,
+            by_time=by_time,
         )
     )
+
+
+def entry_views(reader: LogReader, keys: KeyStore, rows: Sequence[RecordRow]) -> list[EntryView]:
+    """The entries of ``rows`` (of :func:`query_rows`), personal fields opened where their
+    key still exists, in the order of ``rows``."""
     wanted = [row.index for row in rows]
     leaves = reader.leaves(wanted)
     payloads = reader.payloads(wanted)

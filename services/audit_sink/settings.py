@@ -133,6 +133,12 @@ class AuditSinkSettings(BaseSettings):
         ge=1,
         description="Sign the unsigned entries after this long without records (ingest).",
     )
+    heads_every_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Sharded trail: publish a heads note at most this often, in seconds (0: "
+        "after every shard checkpoint).",
+    )
     prepare_in_helper: bool = Field(
         default=True,
         description="Ingest: prepare each batch in a helper process while the last is stored.",

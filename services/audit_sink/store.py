@@ -141,6 +141,9 @@ class RecordFilter:
     """Exclusive upper bound, ms since the epoch."""
     event_id: str | None = None
     limit: int | None = None
+    by_time: bool = False
+    """Order by ``occurred_at`` then index (the ``limit`` keeps the earliest) instead of by
+    index: what a query across the shards of a trail merges."""
 
 
 class LogTransaction(Protocol):

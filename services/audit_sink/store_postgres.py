@@ -212,7 +212,7 @@ class _Reads(_SegmentReads):
         sql = f"SELECT {RECORD_COLUMNS} FROM records"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY idx"
+        sql += " ORDER BY occurred_at, idx" if criteria.by_time else " ORDER BY idx"
         if criteria.limit is not None:
             sql += " LIMIT %s"
             params.append(criteria.limit)

@@ -262,7 +262,7 @@ class _Reads(_SegmentReads):
         if criteria.indices is None:
             if where:
                 sql += " WHERE " + " AND ".join(where)
-            sql += " ORDER BY idx"
+            sql += " ORDER BY occurred_at, idx" if criteria.by_time else " ORDER BY idx"
             if criteria.limit is not None:
                 sql += " LIMIT ?"
                 params.append(criteria.limit)
@@ -274,6 +274,8 @@ class _Reads(_SegmentReads):
                 sql + " WHERE " + " AND ".join(clauses) + " ORDER BY idx", [*params, *part]
             )
             found.extend(record_row(row) for row in rows)
+        if criteria.by_time:
+            found.sort(key=lambda row: (row.occurred_at, row.index))
         return found if criteria.limit is None else found[: criteria.limit]
 
     def payloads(self, indices: Collection[int]) -> dict[int, PayloadRow]:

@@ -9,10 +9,10 @@ each checkpoint a shard signs, :class:`HeadsPublisher` publishes a new heads not
 under the heads store's lock, so that sinks of one group, each writing its own shards,
 publish one sequence of notes in which no member ever shrinks or disappears.
 
-A crash between a shard's commit and its heads note leaves the note one batch behind: the
-next checkpoint of that shard (by whichever sink owns it then) publishes it. A shard whose
-signed size is below the size a heads note already lists for it has been rolled back: the
-writer refuses to go on (:class:`~audit_sink.heads.HeadsError`).
+A crash between a shard's commit and its heads note leaves the note behind: the next
+checkpoint of that shard (by whichever sink owns it then) publishes it. A shard holding
+fewer entries than the latest heads note lists for it has been rolled back: the writer
+refuses to open it (:class:`~audit_sink.heads.HeadsError`).
 
 Positions: a partition whose shard holds none resumes where the legacy single log (the
 log before a migration to shards) stopped reading it, so migrating loses and repeats
@@ -22,12 +22,13 @@ nothing.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from audit_sink.archive import CheckpointArchive
 from audit_sink.checkpoint import Checkpoint, NoteError, NoteSigner, NoteVerifier, open_checkpoint
-from audit_sink.heads import HeadsError, MemberHead, open_heads, sign_heads
+from audit_sink.heads import HeadsError, HeadsNote, MemberHead, open_heads, sign_heads
 from audit_sink.heads_store import HeadsStore, Latest
 from audit_sink.plan import ConsumedRecord
 from audit_sink.prepare import Prepared
@@ -70,7 +71,13 @@ def latest_head(store: LogStore, verifier: NoteVerifier) -> MemberHead | None:
 
 
 class HeadsPublisher:
-    """Publishes heads notes: the previous note with one member's head raised."""
+    """Publishes heads notes: the latest note with some members' heads raised.
+
+    Heads are *offered* after each checkpoint and published at most every ``every_s``
+    seconds (``0``: at once), all pending ones in one note; :meth:`flush` publishes what is
+    pending (at an idle checkpoint and at a stop). A heads note may lag its shards (it is a
+    lower bound); it never runs ahead of them.
+    """
 
     def __init__(
         self,
@@ -80,6 +87,8 @@ class HeadsPublisher:
         signer: NoteSigner,
         archive: CheckpointArchive,
         legacy: MemberHead | None = None,
+        every_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Wire the heads store and the signer named after the heads origin; ``legacy`` is
         the frozen single log's head, listed from the first note on."""
@@ -89,32 +98,57 @@ class HeadsPublisher:
         self._verifier = signer.verifier()
         self._archive = archive
         self._legacy = legacy
+        self._every_s = every_s
+        self._clock = clock
+        self._pending: dict[str, MemberHead] = {}
+        self._last: float | None = None
         self.published = 0
 
+    def latest(self) -> HeadsNote | None:
+        """The latest stored heads note, verified (``HeadsError`` if it does not verify)."""
+        latest = self._store.latest()
+        return None if latest is None else open_heads(latest[1], self._verifier, self._origin)
+
+    def offer(self, head: MemberHead) -> Latest:
+        """Take a member's new head; publish what is pending if it is time."""
+        self._pending[head.origin] = head
+        now = self._clock()
+        if self._last is not None and now - self._last < self._every_s:
+            return None
+        return self.flush()
+
     def publish(self, head: MemberHead) -> Latest:
-        """Publish a note listing ``head`` (nothing if the latest already does); archive it
-        after the commit. ``HeadsError`` if the latest note lists the member larger, or at
-        the same size with another root: the member was rolled back or forked."""
-        verifier = NoteVerifier(self._signer.name, self._verifier.public_key)
+        """Publish a note listing ``head`` (and whatever is pending) now."""
+        self._pending[head.origin] = head
+        return self.flush()
+
+    def flush(self) -> Latest:
+        """Publish one note raising every pending head (nothing if the latest note lists
+        them all already); archive it after the commit. A pending head below the one listed
+        is stale (another sink has the shard now, and has published it further) and is left
+        out; ``HeadsError`` if the latest note lists a member at the same size with another
+        root (a fork)."""
+        pending, self._pending = self._pending, {}
+        self._last = self._clock()
+        if not pending:
+            return None
 
         def build(latest: Latest) -> str | None:
             heads: dict[str, MemberHead] = {}
             if latest is not None:
-                heads = open_heads(latest[1], verifier, self._origin).by_origin()
+                heads = open_heads(latest[1], self._verifier, self._origin).by_origin()
             if self._legacy is not None:
                 heads.setdefault(self._legacy.origin, self._legacy)
-            listed = heads.get(head.origin)
-            if listed is not None and listed.size > head.size:
-                raise HeadsError(
-                    f"{head.origin} is at {head.size} entries but the latest heads note "
-                    f"lists {listed.size}: the shard was rolled back"
-                )
-            if listed is not None and listed.size == head.size:
-                if listed.root != head.root:
-                    raise HeadsError(f"{head.origin} has another root at size {head.size}")
-                return None
-            heads[head.origin] = head
-            return sign_heads(self._origin, heads.values(), self._signer)
+            changed = latest is None
+            for head in pending.values():
+                listed = heads.get(head.origin)
+                if listed is not None and listed.size >= head.size:
+                    if listed.size == head.size and listed.root != head.root:
+                        raise HeadsError(f"{head.origin} has another root at size {head.size}")
+                    continue
+                heads[head.origin] = head
+                changed = True
+            return sign_heads(self._origin, heads.values(), self._signer) if changed else None
 
         stored = self._store.publish(build)
         if stored is not None:
@@ -125,9 +159,23 @@ class HeadsPublisher:
                 _log.error("heads note %d not archived (%s)", stored[0], type(exc).__name__)
         return stored
 
+    def check_not_behind(self, origin: str, size: int) -> None:
+        """``HeadsError`` when the latest heads note lists ``origin`` with more than ``size``
+        entries: that member was rolled back (or its store replaced) since it was listed."""
+        latest = self.latest()
+        listed = None if latest is None else latest.by_origin().get(origin)
+        if listed is not None and listed.size > size:
+            raise HeadsError(
+                f"{origin} holds {size} entries but heads note lists {listed.size}: the shard "
+                "was rolled back; refusing to write to it"
+            )
+
     def close(self) -> None:
-        """Close the heads store."""
-        self._store.close()
+        """Publish what is pending, then close the heads store."""
+        try:
+            self.flush()
+        finally:
+            self._store.close()
 
 
 class TrailWriter:
@@ -145,12 +193,22 @@ class TrailWriter:
         self._heads = heads
         self._legacy_positions = dict(legacy_positions)
         self._shards: dict[int, AuditLog] = {}
+        self._sizes: dict[int, int] = {}  # each written shard's size after its last batch
 
     def shard(self, partition: int) -> AuditLog:
-        """The writer of ``partition``'s shard (opened on first use)."""
+        """The writer of ``partition``'s shard (opened on first use, and then held to the
+        latest heads note: a shard behind it was rolled back, and is not written to)."""
         log = self._shards.get(partition)
         if log is None:
-            log = self._shards[partition] = self._open_shard(partition)
+            log = self._open_shard(partition)
+            try:
+                with log.store.reader() as reader:
+                    size = reader.size()
+                self._heads.check_not_behind(log.origin, size)
+            except BaseException:
+                log.store.close()
+                raise
+            self._shards[partition] = log
         return log
 
     def positions_for(self, partitions: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
@@ -173,7 +231,7 @@ class TrailWriter:
     ) -> AppendResult:
         """Append each partition's records to its shard (one transaction each), then
         publish the heads of the shards that signed. The result joins theirs; its
-        ``size`` is the sum of the sizes of the shards written."""
+        ``size`` is the sum of the sizes of the shards this writer has written to."""
         parts: dict[int, list[int]] = {}
         for i, record in enumerate(batch):
             parts.setdefault(record.partition, []).append(i)
@@ -187,12 +245,13 @@ class TrailWriter:
             )
             signed = result.checkpoint
             if signed is not None:
-                self._heads.publish(MemberHead(log.origin, signed.size, signed.root))
+                self._heads.offer(MemberHead(log.origin, signed.size, signed.root))
             results.append(result)
+            self._sizes[partition] = result.size
         return AppendResult(
             appended=tuple(e for r in results for e in r.appended),
             skipped=tuple(s for r in results for s in r.skipped),
-            size=sum(r.size for r in results),
+            size=sum(self._sizes.values()),
             checkpoint=next((r.checkpoint for r in reversed(results) if r.checkpoint), None),
             archived=all(r.archived for r in results),
         )
@@ -205,12 +264,15 @@ class TrailWriter:
             checkpoint = log.checkpoint()
             if checkpoint is not None:
                 signed = checkpoint
-                self._heads.publish(MemberHead(log.origin, checkpoint.size, checkpoint.root))
+                self._heads.offer(MemberHead(log.origin, checkpoint.size, checkpoint.root))
+        self._heads.flush()
         return signed
 
     def close(self) -> None:
-        """Close every shard's store and the heads store."""
-        for log in self._shards.values():
-            log.store.close()
-        self._shards.clear()
-        self._heads.close()
+        """Publish the pending heads, close every shard's store and the heads store."""
+        try:
+            self._heads.close()
+        finally:
+            for log in self._shards.values():
+                log.store.close()
+            self._shards.clear()

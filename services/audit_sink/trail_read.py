@@ -5,7 +5,8 @@ The command line and the HTTP API ask here, so that a single log and a sharded t
 
 * :func:`member_readers` opens every member read-only and takes a snapshot of each;
 * :func:`query_trail`: the entries of every member that match (a single log's by index; a
-  sharded trail's by time, then member, then index, each naming its ``shard``);
+  sharded trail's by time, then member, then index, each naming its ``shard``; its
+  ``limit`` keeps the first of them all in that order);
 * :func:`prove_in_trail`: the proof bundle of an event from the member that holds it (its
   checkpoint's origin names the shard);
 * :func:`erase_in_trail`: the erasure in every member that holds the account's entries,
@@ -36,7 +37,7 @@ from audit_sink.heads import (
 )
 from audit_sink.keystore import KeyStore
 from audit_sink.proofs import InclusionProof, ProofError, prove_event
-from audit_sink.query import EntryView, QueryCriteria, query_entries
+from audit_sink.query import EntryView, QueryCriteria, entry_views, query_entries, query_rows
 from audit_sink.sealing import IndexKey
 from audit_sink.settings import AuditSinkSettings
 from audit_sink.store import LogReader, StoreError
@@ -90,18 +91,22 @@ def query_trail(
     if not is_sharded(settings, [r.member for r in readers]):
         return [v for r in readers for v in query_entries(r.reader, keys, criteria, index_key)]
     origin = settings.require_origin()
-    views = [
-        replace(view, sharded=True, shard=one.member.partition)
-        for one in readers
-        for view in query_entries(one.reader, keys, criteria, index_key)
+    # Each member gives its first ``limit`` matching rows by time (no entry opened yet);
+    # the first ``limit`` of them all are picked, and only those opened.
+    picked = [
+        (row.occurred_at, member_order(origin, one.member.origin), row.index, n, row)
+        for n, one in enumerate(readers)
+        for row in query_rows(one.reader, criteria, index_key, by_time=True)
     ]
-
-    def order(view: EntryView) -> tuple[object, ...]:
-        member = bootstrap.member_origin(settings, view.shard)
-        return (view.occurred_at, member_order(origin, member), view.index)
-
-    views.sort(key=order)
-    return views if criteria.limit is None else views[: criteria.limit]
+    picked.sort(key=lambda item: item[:3])
+    if criteria.limit is not None:
+        picked = picked[: criteria.limit]
+    opened: dict[tuple[int, int], EntryView] = {}
+    for n, one in enumerate(readers):
+        rows = [item[4] for item in picked if item[3] == n]
+        for view in entry_views(one.reader, keys, rows):
+            opened[(n, view.index)] = replace(view, sharded=True, shard=one.member.partition)
+    return [opened[(item[3], item[2])] for item in picked]
 
 
 def prove_in_trail(

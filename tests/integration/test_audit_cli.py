@@ -319,3 +319,22 @@ def test_serve_is_not_there_yet_and_pg_schema_prints_ddl(
     assert status == 0
     assert "ENABLE ALWAYS TRIGGER leaves_no_update" in out
     assert f'GRANT SELECT, INSERT ON "{configured.postgres.schema_name}".meta' in out
+
+
+def test_pg_schema_with_shards_prints_every_shard_and_the_heads_or_nothing_on_a_bad_name(
+    configured: AuditSinkSettings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = configured.postgres.schema_name
+    status, out, _ = run(capsys, "pg-schema", "--shards", "3", "--writer-role", "w")
+    assert status == 0
+    for schema in (f"{base}_shard_0", f"{base}_shard_1", f"{base}_shard_2", f"{base}_heads"):
+        assert f'GRANT SELECT, INSERT ON "{schema}".' in out, schema
+    assert f'"{base}_shard_3"' not in out
+    assert "ENABLE ALWAYS TRIGGER heads_no_update" in out
+
+    monkeypatch.setenv("AUDIT_SINK_POSTGRES__SCHEMA_NAME", "audit-log")  # not an identifier
+    status, out, err = run(capsys, "pg-schema", "--shards", "2")
+    assert (status, out) == (2, "")
+    assert "not a plain lower-case SQL identifier: 'audit-log'" in err
