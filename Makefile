@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup lock services stop demo test lint typecheck unit bench bench-kafka bench-scaleout bench-soak bench-edge bench-audit bench-audit-shards clean
+.PHONY: setup lock services stop browser demo test lint typecheck unit bench bench-kafka bench-scaleout bench-soak bench-edge bench-audit bench-audit-shards clean
 
 # constraints.txt pins every distribution to the version tested (`make lock` rewrites it).
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -41,7 +41,10 @@ unit: setup
 
 # The services stay up for the next run (starting Kafka takes a while); the last line says so,
 # whether the tests passed or not.
-test: lint typecheck services  ## the full suite: ruff, mypy strict, pytest on real Kafka and PostgreSQL
+browser:  ## install Debian's chromium (apt) for the console tests in tests/browser
+	scripts/chromium.sh install
+
+test: lint typecheck services browser  ## the full suite: ruff, mypy strict, pytest on real Kafka, PostgreSQL and Chromium
 	@$(BIN)/pytest; status=$$?; \
 	echo "make test: Kafka and PostgreSQL are left running for the next run; 'make stop' stops both."; \
 	exit $$status
