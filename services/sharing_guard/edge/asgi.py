@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from sharing_guard.edge.logsafe import loggable
 
 __all__ = [
+    "PAGE_CSP",
     "SECURITY_HEADERS",
     "UNMATCHED_ROUTE",
     "Edge",
@@ -63,6 +64,16 @@ SECURITY_HEADERS: Final = {
 }
 """On every response: nothing cached, no type sniffing, never framed, no referrer, and no
 script, style or image may load from anywhere (these services serve JSON and text)."""
+
+PAGE_CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'; "
+    "require-trusted-types-for 'script'"
+)
+"""The policy of a console page (:attr:`EdgePolicy.pages`): its own scripts, styles, images
+and API only; no inline script or style, nothing from another origin, never framed, and
+no string ever assigned to an HTML sink (Trusted Types): the page builds its DOM with
+``textContent`` and ``createElement``."""
 
 _CONVERTER: Final = re.compile(r"\{(\w+):\w+\}")
 _WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -89,6 +100,11 @@ class EdgePolicy:
     raises :class:`UnauthorizedError`; it is called for every path not in ``public_paths``.
     ``None``: the service has no protected path (health and metrics only).
 
+    ``pages`` are path prefixes of a browser console's static files (HTML, scripts, styles):
+    they hold no data, so the edge asks no token for them (the page sends the token with
+    each API call it makes), and their responses carry :data:`PAGE_CSP` instead of the
+    JSON services' ``default-src 'none'``.
+
     ``observe``, when set, is called once per request, after the response, with the method
     (:func:`metric_method`), the route template (:func:`metric_route`), the status and the
     seconds taken: the hook that records request metrics. An error it raises is logged by
@@ -100,6 +116,11 @@ class EdgePolicy:
     public_paths: Collection[str]
     logger: logging.Logger
     observe: Callable[[str, str, int, float], None] | None = None
+    pages: tuple[str, ...] = ()
+
+    def is_page(self, path: str) -> bool:
+        """Whether ``path`` is a console page's static file."""
+        return any(path.startswith(prefix) for prefix in self.pages)
 
 
 class _TooLargeError(Exception):
@@ -206,6 +227,8 @@ class Edge:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers[name] = value
+                if self.policy.is_page(scope["path"]):
+                    headers["Content-Security-Policy"] = PAGE_CSP
             await send(message)
 
         try:
@@ -259,7 +282,8 @@ class Edge:
                 return _problem(400, "the Content-Length header is malformed"), receive
             if int(length[0]) > limit:
                 return self._too_large(), receive
-        if self.policy.authenticate is not None and scope["path"] not in self.policy.public_paths:
+        public = scope["path"] in self.policy.public_paths or self.policy.is_page(scope["path"])
+        if self.policy.authenticate is not None and not public:
             header = authorization[0].decode("latin-1") if authorization else None
             try:
                 principal = self.policy.authenticate(header)
