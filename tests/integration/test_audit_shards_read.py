@@ -40,7 +40,6 @@ from audit_sink.checkpoint import NoteError, NoteVerifier
 from audit_sink.heads import HeadsError, HeadsNote, member_verifier, open_heads, shard_origin
 from audit_sink.http_api import create_app
 from audit_sink.leaf import decode_leaf
-from audit_sink.pg_schema import heads_schema_sql, log_schema_sql
 from audit_sink.plan import ConsumedRecord
 from audit_sink.proof_bundle import open_proof_bundle, parse_proof_bundle
 from audit_sink.query import QueryCriteria, query_entries
@@ -67,8 +66,8 @@ from sharing_guard.contract import (
 )
 from sharing_guard.contract.audit import AuditRecord
 from test_audit_support import (
+    install_sharded_pg,
     next_positions,
-    pg_backend,
     pg_names,  # noqa: F401
     unique_origin,
 )
@@ -293,30 +292,7 @@ def _install_pg(
 ) -> Any:
     """Fresh roles and schemas: the log's and the key store's, every shard's and the heads
     notes'; dropped after the test. Returns the owner connection."""
-    names, owner_db = request.getfixturevalue("pg_names")
-    dsn = request.getfixturevalue("pg_dsn")
-    pg_backend(dsn, tmp_path, names, owner_db)  # the roles, the log and key store schemas
-    extra = [f"{names.schema}_shard_{p}" for p in range(SHARDS)]
-    for schema in extra:
-        owner_db.execute(log_schema_sql(schema, names.writer, names.reader))
-    owner_db.execute(heads_schema_sql(f"{names.schema}_heads", names.writer, names.reader))
-
-    def drop() -> None:  # before pg_names drops the roles (finalizers run last in, first out)
-        for schema in [*extra, f"{names.schema}_heads"]:
-            owner_db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-    request.addfinalizer(drop)
-    for name, value in {
-        "BACKEND": "postgres",
-        "POSTGRES__DSN": dsn,
-        "POSTGRES__SCHEMA_NAME": names.schema,
-        "POSTGRES__ROLE": names.writer,
-        "POSTGRES__READER_ROLE": names.reader,
-        "POSTGRES__KEYS_SCHEMA": names.keys_schema,
-        "POSTGRES__KEYS_ROLE": names.key_role,
-    }.items():
-        monkeypatch.setenv(f"AUDIT_SINK_{name}", value)
-    return owner_db
+    return install_sharded_pg(request, tmp_path, monkeypatch, SHARDS)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -45,7 +45,6 @@ from typing import Any
 
 import pytest
 from audit_sink.leaf import HEADER, EntryType
-from audit_sink.pg_schema import heads_schema_sql, log_schema_sql
 from audit_sink.samples import sample_records
 from sharing_guard.codec import contract_registry
 from test_audit_ingest_support import (
@@ -56,6 +55,8 @@ from test_audit_ingest_support import (
 )
 from test_audit_support import (
     backend,  # noqa: F401
+    drop_schemas,
+    install_shard_schemas,
     pg_names,  # noqa: F401
 )
 
@@ -191,19 +192,13 @@ def shards(
     schemas: list[str] = []
     if rig.backend.name == "postgres":
         names, owner_db = request.getfixturevalue("pg_names")
-        settings = rig.settings()
-        schemas = [settings.shard_schema(p) for p in range(PARTITIONS)]
-        for schema in schemas:
-            owner_db.execute(log_schema_sql(schema, names.writer, names.reader))
-        schemas.append(settings.heads_schema())
-        owner_db.execute(heads_schema_sql(schemas[-1], names.writer, names.reader))
+        schemas = install_shard_schemas(owner_db, names, PARTITIONS)
     try:
         yield Shards(rig, owner_db)
     finally:
         rig.stop_all()  # before the schemas go
-        for schema in schemas:
-            assert owner_db is not None
-            owner_db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        if owner_db is not None:
+            drop_schemas(owner_db, schemas)
         with contextlib.suppress(Exception):  # best effort: a leftover topic harms no test
             admin.delete_topics([topic])
 

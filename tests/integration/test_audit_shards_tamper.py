@@ -22,7 +22,6 @@ import pytest
 from audit_sink import bootstrap, cli
 from audit_sink.checkpoint import NoteVerifier
 from audit_sink.heads import heads_origin, open_heads, shard_origin, sign_heads
-from audit_sink.pg_schema import heads_schema_sql, log_schema_sql
 from audit_sink.plan import ConsumedRecord
 from audit_sink.samples import sample_records
 from audit_sink.settings import AuditSinkSettings
@@ -31,9 +30,8 @@ from audit_sink.trail_verify import MemberReport, TrailReport, verify_trail
 from audit_sink.verify import ProblemCode
 from sharing_guard.codec import contract_registry
 from test_audit_support import (
-    PgNames,
+    install_sharded_pg,
     next_positions,
-    pg_backend,
     pg_names,  # noqa: F401
     unique_origin,
 )
@@ -131,41 +129,12 @@ def _pg_tools(settings: AuditSinkSettings, owner_db: Any) -> tuple[Any, Any, Any
     return owner, disable, drop
 
 
-def extra_schemas(names: PgNames) -> list[str]:
-    """The schemas of ``pg-schema --shards 3`` beyond the log's and the key store's."""
-    return [*(f"{names.schema}_shard_{p}" for p in range(SHARDS)), f"{names.schema}_heads"]
-
-
 def install_pg(
     request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Any:
     """Roles, the log and key schemas, then the shard and heads schemas as ``pg-schema
     --shards 3`` prints them; the environment pointed at them. Returns the owner connection."""
-    names, owner_db = request.getfixturevalue("pg_names")
-    dsn = request.getfixturevalue("pg_dsn")
-    pg_backend(dsn, tmp_path, names, owner_db)  # the roles, the log and key schemas
-    for partition in range(SHARDS):
-        owner_db.execute(
-            log_schema_sql(f"{names.schema}_shard_{partition}", names.writer, names.reader)
-        )
-    owner_db.execute(heads_schema_sql(f"{names.schema}_heads", names.writer, names.reader))
-
-    def drop_extra() -> None:  # runs before pg_names drops the roles (finalizers are LIFO)
-        for schema in extra_schemas(names):
-            owner_db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-
-    request.addfinalizer(drop_extra)
-    for name, value in {
-        "BACKEND": "postgres",
-        "POSTGRES__DSN": dsn,
-        "POSTGRES__SCHEMA_NAME": names.schema,
-        "POSTGRES__ROLE": names.writer,
-        "POSTGRES__READER_ROLE": names.reader,
-        "POSTGRES__KEYS_SCHEMA": names.keys_schema,
-        "POSTGRES__KEYS_ROLE": names.key_role,
-    }.items():
-        monkeypatch.setenv(f"AUDIT_SINK_{name}", value)
-    return owner_db
+    return install_sharded_pg(request, tmp_path, monkeypatch, SHARDS)
 
 
 def configure(

@@ -32,7 +32,7 @@ from audit_sink.archive import CheckpointArchive
 from audit_sink.checkpoint import NoteSigner, NoteVerifier
 from audit_sink.keystore import KeyStore
 from audit_sink.keystore_sqlite import SqliteKeyStore
-from audit_sink.pg_schema import keystore_schema_sql, log_schema_sql
+from audit_sink.pg_schema import heads_schema_sql, keystore_schema_sql, log_schema_sql
 from audit_sink.plan import ConsumedRecord
 from audit_sink.sealing import IndexKey
 from audit_sink.store import LogStore
@@ -310,6 +310,51 @@ def pg_backend(dsn: str, tmp_path: Path, names: PgNames, owner_db: Any) -> Backe
         owner=owner,
         disable_triggers=disable,
     )
+
+
+def install_shard_schemas(owner_db: Any, names: PgNames, shards: int) -> list[str]:
+    """The schemas of shards ``0..shards-1`` and of the heads notes, as ``audit-sink
+    pg-schema --shards N`` prints them, for ``names``' roles; their names (to drop)."""
+    schemas = [f"{names.schema}_shard_{p}" for p in range(shards)]
+    for schema in schemas:
+        owner_db.execute(log_schema_sql(schema, names.writer, names.reader))
+    schemas.append(f"{names.schema}_heads")
+    owner_db.execute(heads_schema_sql(schemas[-1], names.writer, names.reader))
+    return schemas
+
+
+def drop_schemas(owner_db: Any, schemas: Sequence[str]) -> None:
+    """Drop ``schemas`` (before ``pg_names`` drops the roles that own grants in them)."""
+    for schema in schemas:
+        owner_db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def install_sharded_pg(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    shards: int,
+) -> Any:
+    """Fresh roles and schemas (the log's, the key store's, every shard's and the heads
+    notes'), dropped after the test, and the ``AUDIT_SINK_*`` environment pointed at them.
+    Returns the owner connection."""
+    names, owner_db = request.getfixturevalue("pg_names")
+    dsn = request.getfixturevalue("pg_dsn")
+    pg_backend(dsn, tmp_path, names, owner_db)  # the roles, the log and key store schemas
+    schemas = install_shard_schemas(owner_db, names, shards)
+    # Runs before pg_names drops the roles: finalizers run last in, first out.
+    request.addfinalizer(lambda: drop_schemas(owner_db, schemas))
+    for name, value in {
+        "BACKEND": "postgres",
+        "POSTGRES__DSN": dsn,
+        "POSTGRES__SCHEMA_NAME": names.schema,
+        "POSTGRES__ROLE": names.writer,
+        "POSTGRES__READER_ROLE": names.reader,
+        "POSTGRES__KEYS_SCHEMA": names.keys_schema,
+        "POSTGRES__KEYS_ROLE": names.key_role,
+    }.items():
+        monkeypatch.setenv(f"AUDIT_SINK_{name}", value)
+    return owner_db
 
 
 @pytest.fixture
