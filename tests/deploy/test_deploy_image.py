@@ -215,6 +215,8 @@ def test_the_package_built_in_the_image_holds_every_module_and_the_schemas(
     expected = {p.relative_to(services).as_posix() for p in services.rglob("*.py")}
     expected |= {f"sharing_guard/avro/{p.name}" for p in (ROOT / "schemas/avro").glob("*.avsc")}
     expected |= {"sharing_guard/policy.toml", "sharing_guard/py.typed"}
+    console = services / "sharing_guard/orders/console"  # the officers' console's files
+    expected |= {p.relative_to(services).as_posix() for p in console.iterdir()}
     assert len(expected) > 100
     assert not expected - shipped, sorted(expected - shipped)
     assert not [n for n in shipped if "__pycache__" in n or n.startswith(("tests/", "schemas/"))]

@@ -157,6 +157,16 @@ def test_demo_runs_for_its_duration_then_stops_cleanly(
     assert "inclusion proof of the Virtual Drive block story1-evt-" in output
     assert "Orders received: 1" in output
     assert "Disclosures (transfers allowed under an order): 2" in output
+    # The consoles' addresses, with the tokens of the run to sign in with.
+    assert re.search(
+        r"security console: http://127\.0\.0\.1:\d+/console/ \(token [A-Za-z0-9_-]{32,};", output
+    )
+    assert re.search(
+        r"officers' console: http://127\.0\.0\.1:\d+/console/ "
+        r"\(tokens officer-anna: \S+, officer-bruno: \S+\)",
+        output,
+    )
+    assert "audit API stopped (status 0)" in output
     assert "PROBLEM" not in output
     assert_logs_kept(output, tmp_path, run_id)
     assert_left_nothing(kafka_bootstrap, run_id)
@@ -201,7 +211,7 @@ def test_ctrl_c_stops_everything_it_started(kafka_bootstrap: str, tmp_path: Path
     output = "".join(lines) + rest
     assert process.returncode == 0, output[-4000:]
     assert "stopping: SIGINT received" in output
-    for service in ("guard worker", "order service", "alerts service", "audit sink"):
+    for service in ("guard worker", "order service", "alerts service", "audit sink", "audit API"):
         assert f"{service} stopped (status 0)" in output, service
     outcomes, _ = summary_counts(output)
     assert outcomes["ALLOW"] + outcomes["BLOCK"] > 0

@@ -15,10 +15,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -29,66 +28,17 @@ from guard_harness import (
     DecisionReader,
     GuardProcess,
     TopicReader,
-    free_port,
     fresh_topics,
     guard_env,
 )
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
+from orders_harness import WAIT_S, OrdersProcess, eventually, issue_token
 from sharing_guard.client import TransferClient
 from sharing_guard.codec import contract_registry
 from sharing_guard.contract import AuditKind, AuditRecord, Decision
 
 pytestmark = pytest.mark.kafka
-WAIT_S = 90.0
-
-
-@dataclass
-class OrdersProcess:
-    """The order service as a process (``sharing-guard orders serve``), configured by env."""
-
-    env: dict[str, str]
-    log: Path
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> OrdersProcess:
-        env = {**self.env, "SHARING_GUARD_ORDERS_PORT": str(self.port)}
-        with self.log.open("ab") as handle:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "sharing_guard.cli", "orders", "serve"],
-                env=env,
-                stdout=handle,
-                stderr=subprocess.STDOUT,
-            )
-        return self
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + WAIT_S
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"order service exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError(f"order service not ready: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
 
 
 @dataclass
@@ -117,32 +67,6 @@ class Cli:
         result = self(token, *args, "--json")
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout)
-
-
-def issue_token(tokens_file: Path, officer: str, role: str) -> str:
-    """A token for ``officer`` issued by the CLI, its hash appended to ``tokens_file``."""
-    result = subprocess.run(
-        [
-            *(sys.executable, "-m", "sharing_guard.cli", "orders", "token"),
-            *("--officer", officer, "--role", role, "--tokens-file", str(tokens_file)),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return result.stdout.strip()
-
-
-def _eventually(read: Callable[[], Any], accept: Callable[[Any], bool], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_S
-    value = read()
-    while not accept(value):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: last seen {value!r}")
-        time.sleep(0.3)
-        value = read()
-    return value
 
 
 @pytest.fixture
@@ -245,7 +169,7 @@ def test_order_workflow_end_to_end(environment: dict[str, Any]) -> None:  # noqa
     early = transfer(accounts[0])
     assert (early.outcome, early.order_ref) == ("BLOCK", ref)
     assert "ORDER_NOT_APPROVED" in early.codes
-    shown = _eventually(show, lambda o: o["refused_count"] == 1, "refusal learned")
+    shown = eventually(show, lambda o: o["refused_count"] == 1, "refusal learned")
     assert (shown["state"], shown["disclosure_count"]) == ("PENDING", 0)
 
     # 3. Anna cannot approve her own order: the CLI says why, the API answers 409.
@@ -273,7 +197,7 @@ def test_order_workflow_end_to_end(environment: dict[str, Any]) -> None:  # noqa
     third = transfer(accounts[0])
     assert third.outcome == "BLOCK"
     assert "ORDER_QUOTA_EXHAUSTED" in third.codes
-    shown = _eventually(show, lambda o: o["refused_count"] == 2, "exhaustion learned")
+    shown = eventually(show, lambda o: o["refused_count"] == 2, "exhaustion learned")
     assert (shown["state"], shown["disclosure_count"], shown["remaining_disclosures"]) == (
         "EXHAUSTED",
         2,
@@ -290,7 +214,7 @@ def test_order_workflow_end_to_end(environment: dict[str, Any]) -> None:  # noqa
     late = transfer(accounts[1])
     assert late.outcome == "BLOCK"
     assert "ORDER_REVOKED" in late.codes
-    final = _eventually(show, lambda o: o["refused_count"] == 3, "revocation refusal learned")
+    final = eventually(show, lambda o: o["refused_count"] == 3, "revocation refusal learned")
     assert (final["state"], final["disclosure_count"]) == ("REVOKED", 2)
 
     # 7. The audit trail names who did each step, and holds every decision on the order.
@@ -362,7 +286,7 @@ def _audit_records(reader: TopicReader, ref: str, expected: int) -> list[AuditRe
         records = [registry.decode(r.value) for r in reader.poll()]
         return [r for r in records if isinstance(r, AuditRecord) and r.order_ref == ref]
 
-    found: list[AuditRecord] = _eventually(
+    found: list[AuditRecord] = eventually(
         about_order, lambda rs: len(rs) >= expected, "audit records of the order"
     )
     found.sort(key=lambda r: r.occurred_at)

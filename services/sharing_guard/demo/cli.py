@@ -222,6 +222,8 @@ class Demo:
                 if not self.signals.received:
                     self.problems.append(f"{problem} on {self.info.broker}")
                 return False
+        if not self._start_audit_api():
+            return False
         assert self.guard is not None
         assert self.desk is not None
         self.say(
@@ -229,6 +231,7 @@ class Demo:
             f"{self.guard.url}/readyz, metrics {self.guard.url}/metrics; order service "
             f"{self.desk.url}/openapi.json"
         )
+        self._show_consoles()
         self.info = replace(self.info, guard=f"pid {self.guard.pid}, {self.guard.url}/metrics")
         self.feed = DecisionFeed(args.bootstrap, self.plan.topics.decisions)
         self.client = TransferClient(args.bootstrap, topics=self.plan.topics)
@@ -282,6 +285,36 @@ class Demo:
         for service in self.services:
             service.start()
             self.say(f"{service.name}: pid {service.pid}, log {service.log_path}")
+
+    def _start_audit_api(self) -> bool:
+        """The audit API (and its security console), once the ingest has created the log it
+        opens at start."""
+        assert self.audit is not None
+        deadline = time.monotonic() + self.args.ready_timeout
+        while not self.audit.log_exists():
+            if self.stop.is_set() or time.monotonic() > deadline:
+                self.problems.append("the audit sink created no log; the audit API cannot start")
+                return False
+            self.stop.wait(0.2)
+        api = self.audit.api()
+        api.start()
+        self.services.append(api)
+        self.say(f"{api.name}: pid {api.pid}, log {api.log_path}")
+        problem = api.wait_ready(self.args.ready_timeout, self.stop)
+        if problem and not self.signals.received:
+            self.problems.append(problem)
+        return problem is None
+
+    def _show_consoles(self) -> None:
+        """Where the two consoles are, and the tokens of this run to sign in with."""
+        assert self.audit is not None
+        assert self.desk is not None
+        self.say(
+            f"security console: http://127.0.0.1:{self.audit.api_port}/console/ "
+            f"(token {self.audit.token}; pin the verifier key shown above)"
+        )
+        officers = ", ".join(f"{name}: {token}" for name, token in self.desk.tokens.items())
+        self.say(f"officers' console: {self.desk.url}/console/ (tokens {officers})")
 
     def _desk_call(self, call: DeskCall, run: int) -> None:
         """An officer's call to the order service (from the story thread)."""

@@ -83,7 +83,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child before e
 
 class ServiceProcess:
     """Start, watch and stop one service; its output goes to ``log_path``. ``port`` is
-    where it answers ``/readyz`` (``None``: it has no health endpoint; it is ready once
+    where it answers ``ready_path`` (``None``: it has no health endpoint; it is ready once
     started)."""
 
     def __init__(
@@ -93,8 +93,11 @@ class ServiceProcess:
         env: Mapping[str, str],
         log_path: Path,
         port: int | None,
+        *,
+        ready_path: str = "/readyz",
     ) -> None:
         self.name = name
+        self.ready_path = ready_path
         self.argv = argv
         self.env = dict(env)
         self.port = port
@@ -129,11 +132,11 @@ class ServiceProcess:
         return None if self.process is None else self.process.poll()
 
     def ready(self) -> bool:
-        """True when ``/readyz`` answers 200 (or, without a port, once started)."""
+        """True when its ready path answers 200 (or, without a port, once started)."""
         if self.port is None:
             return self.process is not None
         try:
-            return httpx.get(f"{self.url}/readyz", timeout=1.0).status_code == 200
+            return httpx.get(f"{self.url}{self.ready_path}", timeout=1.0).status_code == 200
         except httpx.HTTPError:
             return False
 

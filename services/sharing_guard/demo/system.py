@@ -15,6 +15,7 @@ guard's application id, so that a private run removes them with its topics.
 """
 
 import json
+import secrets
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ class AuditSink:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / "audit-sink.log"
         self.origin = f"demo.sharing-guard.invalid/{app_id}"
+        self.token = ""
+        self.api_port = 0
         self.env = clean_env(base, "AUDIT_SINK_")
         self.env.update(
             {
@@ -103,6 +106,20 @@ class AuditSink:
         index = _run(command("audit-sink", "keygen", "--index-key"), self.env, self.log_path)
         self.env["AUDIT_SINK_INDEX_KEY"] = index.strip()  # in the run's environment only
         return vkey
+
+    def api(self) -> ServiceProcess:
+        """``audit-sink serve`` (the HTTP API and the security console) on a free port, with
+        a fresh token of the run (:attr:`token`)."""
+        self.token = secrets.token_urlsafe(32)
+        self.api_port = free_port()
+        env = {**self.env, "AUDIT_SINK_API_TOKEN": self.token}
+        argv = command("audit-sink", "serve", "--port", str(self.api_port))
+        log = self.log_path.with_name("audit-api.log")
+        return ServiceProcess("audit API", argv, env, log, self.api_port, ready_path="/healthz")
+
+    def log_exists(self) -> bool:
+        """Whether the ingest has created the log (the API opens it at start)."""
+        return (self.dir / "log.db").is_file()
 
     def ingest(self) -> ServiceProcess:
         """``audit-sink ingest``, until stopped."""

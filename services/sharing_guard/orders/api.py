@@ -1,18 +1,24 @@
 """The HTTP API of the order workflow (FastAPI; OpenAPI at ``/openapi.json``).
 
-``/livez``, ``/readyz``, ``/metrics`` and ``/openapi.json`` need no token; every other path needs a
-bearer token, checked by the shared HTTP edge (:mod:`sharing_guard.edge.asgi`) before the
-body is read: 401 with ``WWW-Authenticate`` when the token is missing, malformed, unknown
-or expired; then 403 when the role does not allow the call (see
-:mod:`sharing_guard.orders.auth`). The edge also refuses two ``Authorization`` headers
-(400), a body over ``max_body_bytes`` (413) and JSON repeating a key (422), and puts the
-security headers on every response. Unknown or repeated query parameters get 400; invalid
-requests 422 naming every bad field (without echoing values); a refused change (four eyes,
-revoked...) 409; an order too large for a broker record 413.
+``/livez``, ``/readyz``, ``/metrics``, ``/openapi.json`` and the console's static files
+(``/console``, ``/console/...``) need no token; every other path needs a bearer token,
+checked by the shared HTTP edge (:mod:`sharing_guard.edge.asgi`) before the body is read:
+401 with ``WWW-Authenticate`` when the token is missing, malformed, unknown or expired; then
+403 when the role does not allow the call (see :mod:`sharing_guard.orders.auth`). The edge
+also refuses two ``Authorization`` headers (400), a body over ``max_body_bytes`` (413) and
+JSON repeating a key (422), and puts the security headers on every response. Unknown or
+repeated query parameters get 400; invalid requests 422 naming every bad field (without
+echoing values); a refused change (four eyes, revoked...) 409; an order too large for a
+broker record 413.
 
 Order references may hold ``/`` (``ZH/2026/117``): the routes take the rest of the path as
 the reference, sent plain or as ``%2F``. The interactive ``/docs`` and ``/redoc`` pages are
 off: they load scripts from a public CDN into the page where a token would be pasted.
+
+``/console/`` is the legal officers' console (:mod:`sharing_guard.orders.console`): static
+files served without a token under the page policy of the edge; the page signs in with
+``GET /me`` (the token's officer, role and allowed actions) and calls this API with the
+officer's token.
 
 ``/metrics`` is the Prometheus text of the service's metrics
 (:mod:`sharing_guard.orders.telemetry`): requests counted and timed through the edge's
@@ -44,9 +50,11 @@ from sharing_guard.orders.auth import (
     AuthError,
     Principal,
 )
+from sharing_guard.orders.console import ENTRY, PREFIX, add_console
 from sharing_guard.orders.model import RefusedError
 from sharing_guard.orders.schemas import (
     ListQuery,
+    OfficerOut,
     OrderOut,
     Problem,
     RegisterOrder,
@@ -135,9 +143,10 @@ def create_app(
         policy=EdgePolicy(
             max_body_bytes=max_body_bytes,
             authenticate=authenticate,
-            public_paths=PUBLIC_PATHS,
+            public_paths=PUBLIC_PATHS | {ENTRY},
             logger=log,
             observe=telemetry.http.observe,
+            pages=(PREFIX,),
         ),
     )
 
@@ -185,6 +194,25 @@ def create_app(
     def metrics() -> Response:
         """The Prometheus text of the service's metrics."""
         return telemetry.render()
+
+    @app.get(
+        "/me",
+        responses={
+            401: _AUTH_RESPONSES[401],
+            400: {"model": Problem, "description": "A query parameter (this call takes none)."},
+        },
+        tags=["officers"],
+        dependencies=[Depends(only())],
+    )
+    def me(who: Annotated[Principal, Depends(principal)]) -> OfficerOut:
+        """The officer the token names, their role and what it allows (any valid token)."""
+        return OfficerOut(
+            officer_id=who.officer_id,
+            role=who.role,
+            actions=[action for action in Action if who.may(action)],
+        )
+
+    add_console(app)
 
     @app.post(
         "/orders",

@@ -22,6 +22,7 @@ from pydantic import (
 from sharing_guard.contract.enums import DataCategory, OrderType
 from sharing_guard.contract.types import AVRO_INT_MAX, CountryCode, Timestamp
 from sharing_guard.edge.identifiers import Authority, NamedId, OrderRef, named_id
+from sharing_guard.orders.auth import Action, Role
 from sharing_guard.orders.model import Disclosure, OrderRecord, OrderStatus, remaining, status
 
 
@@ -178,6 +179,14 @@ class OrderOut(BaseModel):
             if disclosures is None
             else [DisclosureOut(event_id=d.event_id, decided_at=d.decided_at) for d in disclosures],
         )
+
+
+class OfficerOut(BaseModel):
+    """The signed-in officer, as their token says (``GET /me``: the console shows it)."""
+
+    officer_id: str
+    role: Role
+    actions: list[Action] = Field(description="What the role may do with orders.")
 
 
 class Problem(BaseModel):
