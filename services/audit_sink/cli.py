@@ -28,8 +28,6 @@ from typing import TextIO
 from sharing_guard.edge import logsafe
 
 from audit_sink import bootstrap
-from audit_sink.export import export_log
-from audit_sink.heads import member_verifier
 from audit_sink.pg_schema import heads_schema_sql, keystore_schema_sql, log_schema_sql
 from audit_sink.proofs import ProofError
 from audit_sink.query import InstantError, QueryCriteria, parse_instant
@@ -39,12 +37,12 @@ from audit_sink.signing import SigningKeyError, create_signing_key
 from audit_sink.store import StoreError
 from audit_sink.trail_read import (
     erase_in_trail,
-    is_sharded,
     member_readers,
     prove_in_trail,
     query_trail,
 )
 from audit_sink.trail_verify import TrailProblem, TrailReport, verify_trail
+from audit_sink.trail_views import export_trail
 from audit_sink.transparency import Period, read_report, render_table
 from audit_sink.verify import Report
 
@@ -409,40 +407,16 @@ def _pg_schema(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
 def _export(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
     """One export for a single log; for a sharded trail one per member (``log/``,
     ``shards/<partition>/``, each verifiable on its own with the member's vkey) and the
-    stored heads notes (``heads/<n>.note``)."""
+    stored heads notes (``heads/<n>.note``): :func:`audit_sink.trail_views.export_trail`."""
     with member_readers(settings) as readers:
         pinned = bootstrap.pinned_verifier(settings, args.vkey)
-        sharded = is_sharded(settings, [r.member for r in readers])
-        if sharded and args.directory.exists() and any(args.directory.iterdir()):
-            raise FileExistsError(f"{args.directory} is not empty")
-        size = checkpoints = 0
-        for one in readers:
-            member = one.member
-            target = args.directory
-            if sharded:
-                target = target / ("log" if member.partition is None else "shards")
-                target = target if member.partition is None else target / str(member.partition)
-            summary = export_log(
-                one.reader,
-                target,
-                verifier=member_verifier(pinned, member.origin),
-                include_payloads=args.include_payloads,
-                chunk_size=settings.verify_chunk,
-            )
-            size += summary.size
-            checkpoints += summary.checkpoints
-    if sharded:
-        heads = bootstrap.open_heads_store(settings, write=False)
-        try:
-            notes = heads.notes()
-        finally:
-            heads.close()
-        (args.directory / "heads").mkdir(parents=True, exist_ok=True)
-        for seq, note in notes:
-            (args.directory / "heads" / f"{seq}.note").write_text(note, "utf-8")
+        counts = export_trail(
+            settings, readers, pinned, args.directory, include_payloads=args.include_payloads
+        )
+    size, checkpoints, sharded = counts.size, counts.checkpoints, counts.sharded
     print(
         f"exported {size} entries and {checkpoints} checkpoints "
-        + (f"of {len(readers)} member log(s) " if sharded else "")
+        + (f"of {counts.members} member log(s) " if sharded else "")
         + f"to {args.directory}",
         file=sys.stderr,
     )

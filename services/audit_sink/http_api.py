@@ -5,7 +5,11 @@ functions: ``GET /entries`` (:func:`~audit_sink.query.query_entries`, rendered l
 ``query``), ``GET /verify`` (:func:`~audit_sink.verification.verify_log` against the stored
 checkpoints and the pinned key), ``GET /proof/{event_id}`` (a C2SP tlog-proof bundle,
 :func:`~audit_sink.proofs.prove_event`), ``GET /checkpoint`` (the latest signed checkpoint),
-``GET /transparency-report`` (:mod:`audit_sink.transparency`, as ``report``),
+``GET /transparency-report`` (:mod:`audit_sink.transparency`, as ``report``), and for the
+security console (:mod:`audit_sink.http_console`, which also serves the console's static page
+at ``/console/``): ``POST /entries/search`` (the ``/entries`` criteria in a JSON body, so that
+an account id never travels in a URL), ``GET /entries/{event_id}`` (one decision, its reasons
+in words), ``GET /status`` and ``GET /export`` (a tar.gz of ``audit-sink export``);
 ``GET /healthz`` and ``GET /metrics`` (Prometheus text: requests by method, route template
 and status, counted and timed through the edge's ``observe`` hook, and verifications by
 result; :mod:`audit_sink.api_metrics`). FastAPI serves the OpenAPI description at
@@ -48,10 +52,10 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, cast
 
 import psycopg
@@ -60,6 +64,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, SecretStr
+from sharing_guard.contract.enums import Clause
 from sharing_guard.edge import logsafe
 from sharing_guard.edge.asgi import Edge, EdgePolicy, UnauthorizedError
 from sharing_guard.edge.params import only
@@ -71,13 +76,14 @@ from audit_sink.checkpoint import NoteVerifier
 from audit_sink.heads import HeadsError, member_verifier
 from audit_sink.keystore import KeyStore
 from audit_sink.proofs import ProofError, prove_event, signed_head
-from audit_sink.query import InstantError, QueryCriteria, parse_instant
+from audit_sink.query import EntryView, InstantError, QueryCriteria, parse_instant
 from audit_sink.render import render
 from audit_sink.sealing import IndexKey
 from audit_sink.settings import AuditSinkSettings, SettingsError
 from audit_sink.store import LogReader, StoreError
 from audit_sink.trail_read import MemberReader, latest_heads_note, member_readers, query_trail
 from audit_sink.trail_verify import TrailReport, verify_trail
+from audit_sink.trail_views import search_trail
 from audit_sink.transparency import Period, read_report, render_table
 from audit_sink.verify import Report
 
@@ -99,12 +105,27 @@ DEFAULT_LIMIT: Final = 1000
 MAX_LIMIT: Final = 10000
 MIN_TOKEN_LENGTH: Final = 32
 ENTRY_PARAMETERS: Final = frozenset(
-    ("account", "recipient", "outcome", "reason", "order_ref", "from", "to", "limit", "format")
+    (
+        "account",
+        "recipient",
+        "outcome",
+        "reason",
+        "clause",
+        "order_ref",
+        "from",
+        "to",
+        "limit",
+        "format",
+    )
 )
 TRUNCATED_HEADER: Final = "Audit-Sink-Truncated"
 MAX_BODY_BYTES: Final = 8192
-"""Every route is a GET: a body is never needed, and a large one is refused unread (413)."""
-PUBLIC_PATHS: Final = frozenset(("/healthz", "/metrics", "/openapi.json"))
+"""Every route but ``POST /entries/search`` (a small JSON body of criteria) is a GET: a large
+body is refused unread (413)."""
+PUBLIC_PATHS: Final = frozenset(("/healthz", "/metrics", "/openapi.json", "/console"))
+"""No token: health, metrics, the description, and ``/console`` (a redirect to the page)."""
+CONSOLE_PAGES: Final = ("/console/",)
+"""The console's static files (no data, no token; the page's own CSP: the shared edge)."""
 
 _EXIT_OK, _EXIT_CANNOT_RUN = 0, 2
 _MAX_TEXT: Final = 256
@@ -218,6 +239,32 @@ _NOT_PROVEN: Final = _error("The store does not prove it (tampered or inconsiste
 # -- the application -----------------------------------------------------------------------
 
 
+class Verifications:
+    """The last verification this server ran (``/verify``), in memory: ``/status`` shows
+    when, whether it passed, and its first problem."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, Any] | None = None
+
+    def record(self, body: Mapping[str, Any]) -> None:
+        """Keep the summary of a verification report (the body ``/verify`` answered)."""
+        summary = {
+            "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            "ok": bool(body["ok"]),
+            "size": body["size"],
+            "problem_count": body["problem_count"],
+            "first_problem": body["first_problem"],
+        }
+        with self._lock:
+            self._last = summary
+
+    def last(self) -> dict[str, Any] | None:
+        """The summary of the last verification, ``None`` before the first."""
+        with self._lock:
+            return None if self._last is None else dict(self._last)
+
+
 @dataclass(frozen=True)
 class _Service:
     """What the endpoints share: settings, pinned key, index key, token digest, a lock,
@@ -230,6 +277,7 @@ class _Service:
     token_digest: bytes = field(repr=False)
     verifying: threading.Lock = field(default_factory=threading.Lock, repr=False)
     metrics: ApiMetrics = field(default_factory=ApiMetrics, repr=False)
+    verifications: Verifications = field(default_factory=Verifications, repr=False)
 
 
 def _check_token(token: str) -> None:
@@ -292,11 +340,16 @@ def create_app(settings: AuditSinkSettings, *, token: str) -> FastAPI:
             public_paths=PUBLIC_PATHS,
             logger=logger,
             observe=service.metrics.http.observe,
+            pages=CONSOLE_PAGES,
         ),
     )
     app.add_exception_handler(RequestValidationError, _invalid)
+    from audit_sink import http_console  # it builds on this module's routes and helpers
+
     app.include_router(_public)
+    app.include_router(http_console.pages)
     app.include_router(_protected)
+    app.include_router(http_console.router)
     return app
 
 
@@ -420,6 +473,62 @@ def _instant(text: str | None, name: str) -> datetime | None:
 _Text = Annotated[str | None, Query(min_length=1, max_length=_MAX_TEXT)]
 
 
+@dataclass(frozen=True)
+class Search:
+    """The criteria of ``/entries`` and ``POST /entries/search``, as sent (text)."""
+
+    account: str | None = None
+    recipient: str | None = None
+    outcome: str | None = None
+    reason: str | None = None
+    clause: Clause | None = None
+    order_ref: str | None = None
+    occurred_from: str | None = None
+    occurred_to: str | None = None
+    limit: int = DEFAULT_LIMIT
+
+
+def search(service: _Service, wanted: Search) -> tuple[list[EntryView], bool]:
+    """The entries matching ``wanted`` (at most its limit), and whether the limit cut the
+    list; 400 for an account search without the index key, or an instant without a zone."""
+    if wanted.account is not None and service.index_key is None:
+        raise HTTPException(
+            400,
+            "'account': searching by account needs the index key, and this server has none "
+            "(AUDIT_SINK_INDEX_KEY)",
+        )
+    criteria = QueryCriteria(
+        account_id=wanted.account,
+        recipient_id=wanted.recipient,
+        outcome=wanted.outcome,
+        reason_code=wanted.reason,
+        order_ref=wanted.order_ref,
+        occurred_from=_instant(wanted.occurred_from, "from"),
+        occurred_to=_instant(wanted.occurred_to, "to"),
+    )
+    with _keys(service) as keys, _trail_reading(service) as readers:
+        return search_trail(
+            service.settings,
+            readers,
+            keys,
+            criteria,
+            limit=wanted.limit,
+            clause=wanted.clause,
+            index_key=service.index_key,
+            query=query_trail,
+        )
+
+
+def entries_json(views: list[EntryView], truncated: bool) -> Response:
+    """The JSON answer of ``/entries``: an array of entries, the truncation header."""
+    rows = [view.to_dict() for view in views]
+    return Response(
+        json.dumps(rows, ensure_ascii=False, sort_keys=True),
+        media_type=_MEDIA_TYPES["json"],
+        headers={TRUNCATED_HEADER: "true" if truncated else "false"},
+    )
+
+
 @_protected.get(
     "/entries",
     summary="Decisions and governance changes, filtered as `audit-sink query`",
@@ -451,6 +560,10 @@ def entries(
             min_length=1, max_length=_MAX_TEXT, description="A reason code, e.g. CONSENT_MISSING"
         ),
     ] = None,
+    clause: Annotated[
+        Clause | None,
+        Query(description="A policy clause, e.g. C-VDD-NO-SHARING: a reason names it"),
+    ] = None,
     order_ref: _Text = None,
     occurred_from: Annotated[
         str | None,
@@ -464,33 +577,22 @@ def entries(
     output: Annotated[Literal["json", "jsonl", "csv"], Query(alias="format")] = "json",
 ) -> Response:
     """The record entries matching every given filter, by index, at most ``limit``."""
-    if account is not None and service.index_key is None:
-        raise HTTPException(
-            400,
-            "'account': searching by account needs the index key, and this server has none "
-            "(AUDIT_SINK_INDEX_KEY)",
-        )
-    criteria = QueryCriteria(
-        account_id=account,
-        recipient_id=recipient,
+    wanted = Search(
+        account=account,
+        recipient=recipient,
         outcome=outcome,
-        reason_code=reason,
+        reason=reason,
+        clause=clause,
         order_ref=order_ref,
-        occurred_from=_instant(occurred_from, "from"),
-        occurred_to=_instant(occurred_to, "to"),
-        limit=limit + 1,  # one more tells whether the limit cut the list
+        occurred_from=occurred_from,
+        occurred_to=occurred_to,
+        limit=limit,
     )
-    with _keys(service) as keys, _trail_reading(service) as readers:
-        views = query_trail(service.settings, readers, keys, criteria, service.index_key)
-    truncated = len(views) > limit
-    views = views[:limit]
+    views, truncated = search(service, wanted)
     if output == "json":
-        rows = [view.to_dict() for view in views]
-        body = json.dumps(rows, ensure_ascii=False, sort_keys=True)
-    else:
-        body = render(views, output)
+        return entries_json(views, truncated)
     return Response(
-        body,
+        render(views, output),
         media_type=_MEDIA_TYPES[output],
         headers={TRUNCATED_HEADER: "true" if truncated else "false"},
     )
@@ -553,9 +655,9 @@ def verify(service: Service) -> JSONResponse:
     with service.verifying, _unavailable_on_store_errors():
         trail = verify_trail(service.settings, service.verifier, workers=1)
     service.metrics.verified(trail.ok)
-    if trail.sharded:
-        return JSONResponse(_trail_body(trail))
-    return JSONResponse(_report_body(trail.members[0].report))
+    body = _trail_body(trail) if trail.sharded else _report_body(trail.members[0].report)
+    service.verifications.record(body)
+    return JSONResponse(body)
 
 
 def _latest_note(reader: LogReader, verifier: NoteVerifier, origin: str) -> tuple[int, str]:

@@ -254,7 +254,11 @@ def test_openapi_declares_the_bearer_scheme_on_every_protected_route(
     spec = response.json()
     scheme = spec["components"]["securitySchemes"]["bearerAuth"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
-    secured = {path for path, ops in spec["paths"].items() if ops["get"].get("security")}
+    secured = {
+        path
+        for path, ops in spec["paths"].items()
+        if all(op.get("security") for op in ops.values())  # POST /entries/search too
+    }
     # Every route but the health check is protected (routes added later included).
     assert secured == set(spec["paths"]) - {"/healthz"}
     assert {"/entries", "/verify", "/proof/{event_id}", "/checkpoint"} <= secured
