@@ -19,9 +19,11 @@ import pytest
 CHROMIUM = Path(os.environ.get("SHARING_GUARD_CHROMIUM", "/usr/bin/chromium"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the session."""
+    """One headless Chromium per test module. Not per session: Playwright's sync API keeps
+    an asyncio loop running in this thread while it is open, and every later test that
+    runs a loop of its own (``asyncio.run``: uvicorn, the guard) would find it running."""
     from playwright.sync_api import sync_playwright
 
     if not (CHROMIUM.is_file() and os.access(CHROMIUM, os.X_OK)):
