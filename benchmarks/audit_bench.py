@@ -81,6 +81,9 @@ from sharing_guard.codec import contract_registry
 
 OUT = Path(__file__).resolve().parent / "out"
 TOPIC = "governance.audit"
+TARGET_RATIO = 0.6
+"""The sink's appends should reach this share of the plain insert's rate, same run (the
+ingest's way, with the helper process, is the one that counts)."""
 DEFAULT_PG_DSN = "postgresql://sharing_guard:sharing_guard@127.0.0.1:5432/sharing_guard_test"
 
 
@@ -532,7 +535,10 @@ def measure_stores(
 def report_appends(
     appends: dict[str, tuple[Timing, Timing, Timing]], entries: int, results: dict[str, Any]
 ) -> None:
-    print("\ndurable appends (one transaction per batch, a checkpoint signed per batch)")
+    print(
+        "\ndurable appends (one transaction per batch, a checkpoint signed per batch; "
+        "`audit-sink ingest` appends with the helper)"
+    )
     results["appends"] = {}
     for name, (sink, piped, plain) in appends.items():
         for label, timing in (
@@ -545,8 +551,13 @@ def report_appends(
                 f"{timing.rate(entries):,.0f}/s",
                 f"cpu {timing.cpu / timing.wall:.2f}, {timing.cpu / entries * 1e6:.0f} µs/entry",
             )
-        line(f"{name}: append_batch / plain", f"{plain.wall / sink.wall:.2f}")
-        line(f"{name}: pipelined / plain", f"{plain.wall / piped.wall:.2f}")
+        for label, timing in (
+            ("append_batch / plain", sink),
+            ("as the ingest runs it (helper) / plain", piped),
+        ):
+            ratio = plain.wall / timing.wall
+            verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
+            line(f"{name}: {label}", f"{ratio:.3f}", f"{verdict} {TARGET_RATIO} of plain")
         results["appends"][name] = {
             kind: {
                 "per_s": round(timing.rate(entries)),
@@ -557,6 +568,8 @@ def report_appends(
         }
         results["appends"][name]["append_batch_over_plain"] = round(plain.wall / sink.wall, 3)
         results["appends"][name]["pipelined_over_plain"] = round(plain.wall / piped.wall, 3)
+        results["appends"][name]["target_ratio"] = TARGET_RATIO
+        results["appends"][name]["ingest_meets_target"] = plain.wall / piped.wall >= TARGET_RATIO
 
 
 def report_proofs(proofs: dict[str, Any]) -> None:

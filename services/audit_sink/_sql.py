@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 from audit_sink.store import AppendRows, RecordFilter, RecordRow, TopicPartition
@@ -39,34 +39,14 @@ PG_COPY_TYPES: Final[Mapping[str, tuple[str, ...]]] = {
 RECORD_COLUMNS: Final = ", ".join(APPENDED_COLUMNS["records"])
 
 
-def appended_rows(rows: AppendRows) -> list[tuple[str, list[tuple[Any, ...]]]]:
+def appended_rows(rows: AppendRows) -> list[tuple[str, Sequence[tuple[Any, ...]]]]:
     """Each table an append writes (in insertion order) with its rows' column values."""
     return [
-        ("leaves", [(r.index, r.leaf, r.leaf_hash) for r in rows.leaves]),
-        ("payloads", [(p.index, p.key_id, p.account_tag, p.sealed) for p in rows.payloads]),
-        (
-            "records",
-            [
-                (
-                    r.index,
-                    r.audit_id,
-                    r.kind,
-                    r.event_id,
-                    r.recipient_id,
-                    r.order_ref,
-                    r.outcome,
-                    r.occurred_at,
-                    r.reason_codes,
-                    r.content_mac,
-                )
-                for r in rows.records
-            ],
-        ),
-        (
-            "sources",
-            [(s.topic, s.partition, s.offset, s.content_mac, s.index) for s in rows.sources],
-        ),
-        ("erased", [(erased, erasure) for erased, erasure in rows.erased]),
+        ("leaves", rows.leaves),
+        ("payloads", rows.payloads),
+        ("records", rows.records),
+        ("sources", rows.sources),
+        ("erased", rows.erased),
     ]
 
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum, StrEnum
 from itertools import pairwise
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from sharing_guard.contract.audit import AuditRecord
 
@@ -111,9 +111,9 @@ class LeafFormatError(ValueError):
     """Bytes that are not a well-formed version-1 leaf; the message says why."""
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where an entry came from: a Kafka topic, partition and offset."""
+class Source(NamedTuple):
+    """Where an entry came from: a Kafka topic, partition and offset (a named tuple: one is
+    made per entry)."""
 
     topic: str
     partition: int
@@ -157,16 +157,17 @@ def encode_leaf(
     )
 
 
-def encode_leaf_bytes(
+def encode_leaf_bytes(  # noqa: PLR0917 - by position from the writer, once per entry
     entry_type: EntryType,
-    *,
     index: int,
     prev: bytes,
     payload_digest: bytes | None,
     source: Source | None,
     body: bytes,
 ) -> bytes:
-    """:func:`encode_leaf` with the body already in canonical JSON (the caller's duty)."""
+    """:func:`encode_leaf` with the body already in canonical JSON (the caller's duty).
+
+    Its arguments may be given by position (the writer calls it once per entry)."""
     if len(prev) != 32:
         raise ValueError("prev must be a 32-byte hash")
     if payload_digest is not None and (len(payload_digest) != 32 or payload_digest == ZERO_HASH):

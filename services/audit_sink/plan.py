@@ -23,10 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Generic, Protocol, TypeVar
+from typing import Final, Generic, NamedTuple, Protocol, TypeVar
 
 from audit_sink.leaf import AnomalyCode, Source
-from audit_sink.store import Position, SourceRow, TopicPartition
+from audit_sink.store import Position, SourceRow, SourceTuple, TopicPartition
 
 __all__ = [
     "ConsumedRecord",
@@ -76,11 +76,10 @@ class ConsumedRecord:
         return (self.topic, self.partition, self.offset)
 
 
-@dataclass(frozen=True)
-class PlannedRecord(Generic[R]):
-    """A record entry to append at ``index``."""
+class PlannedRecord(NamedTuple, Generic[R]):
+    """A record entry to append at ``index`` (a named tuple: one is made per record)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the field hides tuple.index
     source: Source
     record: R
     content_mac: bytes
@@ -113,7 +112,8 @@ class Plan(Generic[R]):
     """What one batch appends (entries in index order), remembers and skips."""
 
     entries: tuple[PlannedRecord[R] | PlannedAnomaly, ...]
-    sources: tuple[SourceRow, ...]
+    sources: tuple[SourceTuple, ...]
+    """Each consumed position's ``sources`` row (a :class:`SourceRow` or a plain tuple)."""
     skipped: tuple[Skipped, ...]
 
 
@@ -136,9 +136,44 @@ def plan_batch(
     ``ValueError`` for bytes that are not an AuditRecord.
     """
     planner = _Planner(next_index, decode, seen, max_offsets, known_records)
+    # The common case, inline: a position not seen, at or above its partition's largest
+    # offset, with a value that decodes to a record whose audit_id is not logged. Anything
+    # else goes through the planner's general rules (the same state, so the same plan).
+    entries = planner.entries
+    sources = planner.sources
+    seen_at = planner.seen
+    highest = planner.highest
+    records = planner.records
+    new = tuple.__new__  # the named tuples without their Python-level __new__
     for item in batch:
-        planner.add(item, raw_mac(item.value), record_mac)
-    return Plan(tuple(planner.entries), tuple(planner.sources), tuple(planner.skipped))
+        mac = raw_mac(item.value)
+        topic, part, offset, value = item.topic, item.partition, item.offset, item.value
+        position = (topic, part, offset)
+        if value is None or position in seen_at:
+            planner.add(item, mac, record_mac)
+            continue
+        partition = (topic, part)
+        last = highest.get(partition)
+        if last is not None and offset < last:
+            planner.add(item, mac, record_mac)
+            continue
+        try:
+            record = decode(value)
+        except ValueError:
+            planner.add(item, mac, record_mac)
+            continue
+        if record.audit_id in records:
+            planner.add(item, mac, record_mac)
+            continue
+        highest[partition] = offset
+        content = record_mac(record)
+        index = next_index + len(entries)
+        source = new(Source, (topic, part, offset))
+        entries.append(new(PlannedRecord, (index, source, record, content)))
+        records[record.audit_id] = (index, content)
+        seen_at[position] = {mac: index}
+        sources.append((topic, part, offset, mac, index))  # a plain tuple binds faster
+    return Plan(tuple(entries), tuple(sources), tuple(planner.skipped))
 
 
 class _Planner(Generic[R]):
@@ -155,7 +190,7 @@ class _Planner(Generic[R]):
         self.next_index = next_index
         self.decode = decode
         self.entries: list[PlannedRecord[R] | PlannedAnomaly] = []
-        self.sources: list[SourceRow] = []
+        self.sources: list[SourceTuple] = []
         self.skipped: list[Skipped] = []
         self.seen = {pos: dict(macs) for pos, macs in seen.items()}
         self.highest = dict(max_offsets)

@@ -32,6 +32,7 @@ __all__ = [
     "SubjectKey",
     "new_key",
     "new_key_id",
+    "new_nonces",
     "open_sealed",
     "payload_aad",
     "payload_digest",
@@ -74,6 +75,13 @@ def new_key_id() -> str:
     return os.urandom(16).hex()
 
 
+def new_nonces(count: int) -> list[bytes]:
+    """``count`` fresh random nonces of :data:`NONCE_SIZE` bytes, drawn from the system's
+    random source in one call (one call per nonce costs a system call each)."""
+    pool = os.urandom(NONCE_SIZE * count)
+    return [pool[i : i + NONCE_SIZE] for i in range(0, NONCE_SIZE * count, NONCE_SIZE)]
+
+
 def payload_aad(index: int) -> bytes:
     """The associated data binding a sealed payload to its entry index."""
     return _AAD_PREFIX + index.to_bytes(8, "big")
@@ -109,24 +117,39 @@ def payload_digest(sealed: bytes) -> bytes:
 
 
 class IndexKey:
-    """The secret key of keyed tags (HMAC-SHA256); its repr never shows the key."""
+    """The secret key of keyed tags (HMAC-SHA256); its repr never shows the key.
 
-    __slots__ = ("_key",)
+    The HMAC state after the key and each domain string is computed once and copied per
+    message (the same MACs as ``hmac.digest(key, domain + data, "sha256")``, without
+    hashing the padded key twice per message). Pickling carries the key only.
+    """
+
+    __slots__ = ("_account", "_content", "_key")
 
     def __init__(self, key: bytes) -> None:
         """Wrap a key of at least 32 bytes (``ValueError`` otherwise)."""
         if len(key) < KEY_SIZE:
             raise ValueError(f"the index key must be at least {KEY_SIZE} bytes")
         self._key = bytes(key)
+        self._account = hmac.new(self._key, _ACCOUNT_DOMAIN, "sha256")
+        self._content = hmac.new(self._key, _CONTENT_DOMAIN, "sha256")
 
     def __repr__(self) -> str:
         """Hide the key."""
         return "IndexKey(<secret>)"
 
+    def __reduce__(self) -> tuple[type[IndexKey], tuple[bytes]]:
+        """Pickle as the key alone (e.g. for a helper process)."""
+        return (IndexKey, (self._key,))
+
     def account_tag(self, account_id: str) -> bytes:
         """The 32-byte keyed tag of an account id (for lookups; reveals nothing without the key)."""
-        return hmac.digest(self._key, _ACCOUNT_DOMAIN + account_id.encode("utf-8"), "sha256")
+        mac = self._account.copy()
+        mac.update(account_id.encode("utf-8"))
+        return mac.digest()
 
     def content_mac(self, data: bytes) -> bytes:
         """The 32-byte keyed MAC of a record's bytes (to recognise redeliveries)."""
-        return hmac.digest(self._key, _CONTENT_DOMAIN + data, "sha256")
+        mac = self._content.copy()
+        mac.update(data)
+        return mac.digest()

@@ -28,21 +28,25 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 __all__ = [
     "AppendRows",
     "CheckpointRow",
     "LeafRow",
+    "LeafTuple",
     "LogReader",
     "LogStore",
     "LogTransaction",
     "PayloadRow",
+    "PayloadTuple",
     "RecordFilter",
     "RecordRow",
+    "RecordTuple",
     "SegmentReader",
     "SnapshotRef",
     "SourceRow",
+    "SourceTuple",
     "StoreError",
     "TopicPartition",
 ]
@@ -94,15 +98,18 @@ class RecordRow:
     content_mac: bytes
 
 
-@dataclass(frozen=True)
-class SourceRow:
-    """A consumed Kafka position, the keyed MAC of its bytes, and the entry it produced."""
+class SourceRow(NamedTuple):
+    """A consumed Kafka position, the keyed MAC of its bytes, and the entry it produced.
+
+    A named tuple in the column order of ``sources`` (:data:`audit_sink._sql.APPENDED_COLUMNS`):
+    planning makes one per consumed record and the stores insert it as it is.
+    """
 
     topic: str
     partition: int
     offset: int
     content_mac: bytes
-    index: int | None
+    index: int | None  # type: ignore[assignment]  # the field hides tuple.index
 
 
 @dataclass(frozen=True)
@@ -114,14 +121,25 @@ class CheckpointRow:
     peaks: bytes
 
 
+LeafTuple = tuple[int, bytes, bytes]
+"""A ``leaves`` row to insert: (idx, leaf, leaf_hash), as :class:`LeafRow`."""
+PayloadTuple = tuple[int, str, bytes | None, bytes]
+"""A ``payloads`` row to insert: (idx, key_id, account_tag, sealed), as :class:`PayloadRow`."""
+RecordTuple = tuple[int, str, str, str, str | None, str | None, str | None, int, str, bytes]
+"""A ``records`` row to insert, the fields of :class:`RecordRow` in their order."""
+SourceTuple = tuple[str, int, int, bytes, int | None]
+"""A ``sources`` row to insert: (topic, part, off, content_mac, idx), as :class:`SourceRow`."""
+
+
 @dataclass(frozen=True)
 class AppendRows:
-    """Everything one transaction appends."""
+    """Everything one transaction appends, as plain tuples in each table's column order
+    (:data:`audit_sink._sql.APPENDED_COLUMNS`): the stores insert them as they are."""
 
-    leaves: Sequence[LeafRow] = ()
-    payloads: Sequence[PayloadRow] = ()
-    records: Sequence[RecordRow] = ()
-    sources: Sequence[SourceRow] = ()
+    leaves: Sequence[LeafTuple] = ()
+    payloads: Sequence[PayloadTuple] = ()
+    records: Sequence[RecordTuple] = ()
+    sources: Sequence[SourceTuple] = ()
     erased: Sequence[tuple[int, int]] = ()
     """(erased entry index, erasure entry index)."""
 

@@ -20,10 +20,13 @@ note at an archived size). Otherwise the writer refuses to append (:class:`Write
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Final, NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sharing_guard.codec import DecodeError, contract_registry
@@ -51,17 +54,32 @@ from audit_sink.leaf import (
     erasure_body,
 )
 from audit_sink.merkle import HASH_SIZE, CompactRange, leaf_hash
-from audit_sink.plan import ConsumedRecord, PlannedAnomaly, PlannedRecord, Skipped, plan_batch
+from audit_sink.plan import (
+    ConsumedRecord,
+    Plan,
+    PlannedAnomaly,
+    PlannedRecord,
+    Skipped,
+    plan_batch,
+)
 from audit_sink.prepare import Prepared, PreparedRecord, prepare_values
-from audit_sink.sealing import IndexKey, SubjectKey, payload_aad, payload_digest, seal_with
+from audit_sink.sealing import (
+    IndexKey,
+    SubjectKey,
+    new_nonces,
+    payload_aad,
+    payload_digest,
+    seal_with,
+)
 from audit_sink.store import (
     AppendRows,
     CheckpointRow,
-    LeafRow,
+    LeafTuple,
     LogStore,
     LogTransaction,
-    PayloadRow,
-    RecordRow,
+    PayloadTuple,
+    Position,
+    RecordTuple,
     StoreError,
     TopicPartition,
 )
@@ -77,6 +95,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
+_new_tuple: Final = tuple.__new__  # a named tuple without its Python-level __new__
 
 
 class WriterError(StoreError):
@@ -89,6 +108,35 @@ def decode_audit_record(data: bytes) -> AuditRecord:
     if not isinstance(value, AuditRecord):
         raise DecodeError(f"a {type(value).__name__} record, not an AuditRecord")
     return value
+
+
+def _maybe_seen(
+    batch: Sequence[ConsumedRecord], max_offsets: Mapping[TopicPartition, int]
+) -> set[Position]:
+    """The positions of ``batch`` that may have been consumed already: those at or below
+    the largest offset consumed on their partition (every consumed position is stored, so
+    one above it is new). A batch that continues its partitions looks up nothing."""
+    return {
+        m.position
+        for m in batch
+        if (last := max_offsets.get((m.topic, m.partition))) is not None and m.offset <= last
+    }
+
+
+class _Decoded(dict[bytes | None, PreparedRecord]):
+    """The prepared records of a batch's values; looking up a value that has none raises
+    :class:`DecodeError` with why (planning logs it as an ``undecodable`` anomaly)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: dict[bytes | None, str | None] = {}
+
+    def __missing__(self, value: bytes | None) -> PreparedRecord:
+        raise DecodeError(self.errors.get(value) or "not an AuditRecord")
+
+
+def _content_mac(record: PreparedRecord) -> bytes:
+    return record.content_mac
 
 
 def _now() -> datetime:
@@ -107,11 +155,11 @@ class CheckpointPolicy:
         return unsigned > 0 and (self.each_batch or unsigned >= self.every)
 
 
-@dataclass(frozen=True)
-class Appended:
-    """One entry appended: its index, type, source, event id and anomaly code."""
+class Appended(NamedTuple):
+    """One entry appended: its index, type, source, event id and anomaly code (a named
+    tuple: one is made per entry)."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the field hides tuple.index
     type: EntryType
     source: Source | None
     event_id: str | None
@@ -204,37 +252,57 @@ class AuditLog:
         appended per :mod:`audit_sink.plan`; a checkpoint is signed when the policy says so.
         Nothing of the batch is stored if anything fails. ``prepared`` is
         ``self.prepare(batch)``, if it was computed ahead.
+
+        Python's cyclic garbage collector is paused for the call (and restored as it was,
+        also when the call raises): a batch makes tens of thousands of short-lived objects
+        and no reference cycle, and the full collections they would trigger rescan every
+        long-lived object of the process (a tenth of an append's time).
         """
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self._append_batch(batch, positions, prepared)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _append_batch(
+        self,
+        batch: Sequence[ConsumedRecord],
+        positions: Mapping[TopicPartition, int],
+        prepared: Sequence[Prepared] | None,
+    ) -> AppendResult:
         if prepared is None:
             prepared = self.prepare(batch)
         if len(prepared) != len(batch):
             raise ValueError("prepared values do not match the batch")
-        by_value = {m.value: p for m, p in zip(batch, prepared, strict=True)}
-        records = {p.record.audit_id: p.record for p in prepared if p.record is not None}
+        macs: dict[bytes | None, bytes] = {}
+        decoded = _Decoded()
+        for m, p in zip(batch, prepared, strict=True):
+            macs[m.value] = p.raw_mac
+            if p.record is not None:
+                decoded[m.value] = p.record
+            else:
+                decoded.errors[m.value] = p.error
+        records = {r.audit_id: r for r in decoded.values()}
         tags = {r.account_tag for r in records.values() if r.account_tag is not None}
         keys = self._keys.keys_for_tags(tags, create=False)
 
-        def decode(value: bytes) -> PreparedRecord:
-            found = by_value[value]
-            if found.record is None:
-                raise DecodeError(found.error or "not an AuditRecord")
-            return found.record
-
         with self.store.transaction() as txn:
             head = self._sync(txn)
+            max_offsets = txn.max_offsets({(m.topic, m.partition) for m in batch})
             plan = plan_batch(
                 batch,
                 next_index=head.tree.size,
-                decode=decode,
-                raw_mac=lambda value: by_value[value].raw_mac,
-                record_mac=lambda record: record.content_mac,
-                seen=txn.source_macs({m.position for m in batch}),
-                max_offsets=txn.max_offsets({(m.topic, m.partition) for m in batch}),
+                decode=decoded.__getitem__,
+                raw_mac=macs.__getitem__,
+                record_mac=_content_mac,
+                seen=txn.source_macs(_maybe_seen(batch, max_offsets)),
+                max_offsets=max_offsets,
                 known_records=txn.records_by_audit_id(records.keys()),
             )
             self._create_missing_keys(plan.entries, keys)
-            rows, appended, tree, last_hash = self._materialise(plan.entries, head, keys)
-            txn.append(replace(rows, sources=plan.sources))
+            appended, tree, last_hash = self._store_entries(txn, plan, head, keys)
             txn.save_positions(positions)
             checkpoint, row = self._maybe_sign(txn, tree, head, force=False)
         self._head = _Head(tree, last_hash, row or head.checkpoint)
@@ -286,7 +354,7 @@ class AuditLog:
                 tree.append(h)
                 txn.append(
                     AppendRows(
-                        leaves=[LeafRow(erasure_index, leaf, h)],
+                        leaves=[(erasure_index, leaf, h)],
                         erased=[(i, erasure_index) for i in listed],
                     )
                 )
@@ -330,59 +398,80 @@ class AuditLog:
             keys[tag] = key
         return key, tag
 
-    def _materialise(
-        self, entries: Sequence[_Planned], head: _Head, keys: dict[bytes, SubjectKey]
-    ) -> tuple[AppendRows, list[Appended], CompactRange, bytes]:
-        """Seal, encode and chain the planned entries: one pass, one leaf hash each."""
-        leaves: list[LeafRow] = []
-        payloads: list[PayloadRow] = []
-        records: list[RecordRow] = []
+    def _store_entries(
+        self,
+        txn: LogTransaction,
+        plan: Plan[PreparedRecord],
+        head: _Head,
+        keys: dict[bytes, SubjectKey],
+    ) -> tuple[list[Appended], CompactRange, bytes]:
+        """Seal, encode, chain and store the planned entries (with every consumed source)."""
         appended: list[Appended] = []
-        aeads: dict[str, AESGCM] = {}
-        prev = head.last_hash
+        leaves, payloads, records, prev = self._materialise(
+            plan.entries, head.last_hash, keys, {}, appended
+        )
+        tree = head.tree.copy()
+        tree.extend([row[2] for row in leaves])
+        txn.append(AppendRows(leaves, payloads, records, plan.sources))
+        return appended, tree, prev
+
+    def _materialise(
+        self,
+        entries: Sequence[_Planned],
+        prev: bytes,
+        keys: dict[bytes, SubjectKey],
+        aeads: dict[str, AESGCM],
+        appended: list[Appended],
+    ) -> tuple[list[LeafTuple], list[PayloadTuple], list[RecordTuple], bytes]:
+        """Seal, encode and chain entries after the one whose leaf hash is ``prev``: one
+        pass, one leaf hash each; the rows, and the last leaf hash.
+
+        The rows are plain tuples in their tables' column order; the nonces of the payloads
+        are drawn from the system's random source in one call (12 random bytes each, as
+        :func:`~audit_sink.sealing.seal` draws them one by one).
+        """
+        leaves: list[LeafTuple] = []
+        payloads: list[PayloadTuple] = []
+        records: list[RecordTuple] = []
         record_type = EntryType.RECORD
-        for entry in entries:
+        nonces = new_nonces(len(entries))
+        encode = encode_leaf_bytes
+        hash_leaf = leaf_hash
+        sha256 = hashlib.sha256
+        aad_prefix = payload_aad(0)[:-8]
+        key_for = self._key_for
+        for n, entry in enumerate(entries):
             index = entry.index
             digest: bytes | None = None
             if isinstance(entry, PlannedRecord):
                 record = entry.record
-                if record.plaintext is not None:
-                    key, tag = self._key_for(record.account_tag, keys)
-                    aead = aeads.get(key.key_id)
+                plaintext = record.plaintext
+                if plaintext is not None:
+                    tag = record.account_tag
+                    key = None if tag is None else keys.get(tag)
+                    if key is None:
+                        key, tag = key_for(tag, keys)
+                    key_id = key.key_id
+                    aead = aeads.get(key_id)
                     if aead is None:
-                        aead = aeads[key.key_id] = AESGCM(key.key)
-                    blob = seal_with(aead, record.plaintext, payload_aad(index))
-                    digest = payload_digest(blob)
-                    payloads.append(PayloadRow(index, key.key_id, tag, blob))
-                records.append(
-                    RecordRow(
-                        index,
-                        record.audit_id,
-                        record.kind,
-                        record.event_id,
-                        record.recipient_id,
-                        record.order_ref,
-                        record.outcome,
-                        record.occurred_at,
-                        record.reason_codes,
-                        entry.content_mac,
-                    )
+                        aead = aeads[key_id] = AESGCM(key.key)
+                    nonce = nonces[n]
+                    aad = aad_prefix + index.to_bytes(8, "big")  # payload_aad(index)
+                    blob = nonce + aead.encrypt(nonce, plaintext, aad)
+                    digest = sha256(blob).digest()  # payload_digest(blob)
+                    payloads.append((index, key_id, tag, blob))
+                records.append((index, *record.row))
+                source = entry.source
+                appended.append(
+                    _new_tuple(Appended, (index, record_type, source, record.event_id, None))
                 )
-                appended.append(Appended(index, record_type, entry.source, record.event_id))
-                leaf = encode_leaf_bytes(
-                    record_type,
-                    index=index,
-                    prev=prev,
-                    payload_digest=digest,
-                    source=entry.source,
-                    body=record.body,
-                )
+                leaf = encode(record_type, index, prev, digest, source, record.body)
             else:
                 if entry.raw is not None:
-                    key, tag = self._key_for(self._tag(entry.account_id), keys)
+                    key, tag = key_for(self._tag(entry.account_id), keys)
                     blob = seal_with(AESGCM(key.key), entry.raw, payload_aad(index))
                     digest = payload_digest(blob)
-                    payloads.append(PayloadRow(index, key.key_id, tag, blob))
+                    payloads.append((index, key.key_id, tag, blob))
                 body = anomaly_body(entry.code, entry.detail, entry.event_id, entry.related_index)
                 appended.append(
                     Appended(index, EntryType.ANOMALY, entry.source, entry.event_id, entry.code)
@@ -395,11 +484,9 @@ class AuditLog:
                     source=entry.source,
                     body=body,
                 )
-            prev = leaf_hash(leaf)
-            leaves.append(LeafRow(index, leaf, prev))
-        tree = head.tree.copy()
-        tree.extend([row.leaf_hash for row in leaves])
-        return AppendRows(leaves, payloads, records), appended, tree, prev
+            prev = hash_leaf(leaf)
+            leaves.append((index, leaf, prev))
+        return leaves, payloads, records, prev
 
     def _maybe_sign(
         self, txn: LogTransaction, tree: CompactRange, head: _Head, *, force: bool

@@ -7,9 +7,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from audit_sink.leaf import AnomalyCode, Source
-from audit_sink.plan import ConsumedRecord, Plan, PlannedAnomaly, PlannedRecord, plan_batch
+from audit_sink.plan import (
+    ConsumedRecord,
+    Plan,
+    PlannedAnomaly,
+    PlannedRecord,
+    _Planner,
+    plan_batch,
+)
 from audit_sink.store import SourceRow
 from audit_sink.writer import decode_audit_record
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sharing_guard.codec import contract_registry
 from sharing_guard.contract.audit import AuditKind, AuditRecord
 from sharing_guard.contract.enums import Outcome
@@ -154,3 +163,50 @@ def test_duplicates_inside_one_batch_follow_the_same_rules() -> None:
         "duplicate audit_id, same content",
         "redelivered",
     ]
+
+
+def _general_rules_only(batch: list[ConsumedRecord], next_index: int, **state: Any) -> Plan:
+    """The plan made by the planner's general rules, record by record (no inline fast
+    path): the reference for :func:`plan_batch`."""
+    planner = _Planner(
+        next_index,
+        decode_audit_record,
+        state.get("seen", {}),
+        state.get("max_offsets", {}),
+        state.get("known_records", {}),
+    )
+    for item in batch:
+        planner.add(item, mac(item.value), content)
+    return Plan(tuple(planner.entries), tuple(planner.sources), tuple(planner.skipped))
+
+
+_VALUES = st.sampled_from(
+    [audit(1), audit(2), audit(2, Outcome.ALLOW), audit(3, account=None), None, b"\x00junk"]
+)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 1), st.integers(0, 6), _VALUES), max_size=14),
+    st.dictionaries(st.integers(0, 1), st.integers(0, 4), max_size=2),
+    st.sets(st.integers(1, 3), max_size=2),
+    st.lists(st.tuples(st.integers(0, 1), st.integers(0, 4), _VALUES), max_size=3),
+)
+@settings(max_examples=300, deadline=None)
+def test_the_fast_path_plans_as_the_general_rules(
+    items: list[tuple[int, int, bytes | None]],
+    highest: dict[int, int],
+    stored: set[int],
+    seen_before: list[tuple[int, int, bytes | None]],
+) -> None:
+    batch = [at(offset, value, partition) for partition, offset, value in items]
+    known = {f"DECISION:evt-{n}": (n, content(decode_audit_record(audit(n)))) for n in stored}
+    seen: dict[tuple[str, int, int], dict[bytes, int | None]] = {}
+    for partition, offset, value in seen_before:
+        seen.setdefault((TOPIC, partition, offset), {})[mac(value)] = offset or None
+    state: dict[str, Any] = {
+        "seen": seen,
+        "max_offsets": {(TOPIC, p): o for p, o in highest.items()},
+        "known_records": known,
+    }
+
+    assert plan(batch, 7, **state) == _general_rules_only(batch, 7, **state)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 from audit_sink.canonical import canonical_json
 from audit_sink.fastdecode import AuditDecoder
 from audit_sink.leaf import millis, record_body, sealed_plaintext
-from audit_sink.prepare import prepare_values, record_texts
+from audit_sink.prepare import (
+    Prepared,
+    PreparedRecord,
+    PreparePool,
+    prepare_values,
+    record_texts,
+)
 from audit_sink.samples import sample_records
 from audit_sink.sealing import IndexKey
 from hypothesis import given, settings
@@ -63,3 +70,42 @@ def test_prepared_values_carry_the_macs_tags_and_rows() -> None:
         codes = "".join(f"{r.code.value}," for r in record.reasons)
         assert item.record.reason_codes == "," + codes
         assert item.record.occurred_at == millis(record.occurred_at)
+
+
+def test_prepared_values_come_back_from_a_helper_equal_and_with_their_row() -> None:
+    values = [REGISTRY.encode(r) for r in sample_records(20, seed=5)] + [None, b"junk"]
+    prepared = prepare_values(values, AuditDecoder(), KEY)
+
+    back = pickle.loads(pickle.dumps(prepared, protocol=pickle.HIGHEST_PROTOCOL))
+
+    assert back == prepared
+    assert [type(p) for p in back] == [Prepared] * len(values)
+    for item in back[:20]:
+        record = item.record
+        assert type(record) is PreparedRecord
+        assert record.row == (
+            record.audit_id,
+            record.kind,
+            record.event_id,
+            record.recipient_id,
+            record.order_ref,
+            record.outcome,
+            record.occurred_at,
+            record.reason_codes,
+            record.content_mac,
+        )
+
+
+def test_the_helper_prepares_as_this_process_does() -> None:
+    values = [REGISTRY.encode(r) for r in sample_records(30, seed=6)]
+    values += [values[2], None, b"junk"]
+    pool = PreparePool(KEY)
+    try:
+        first = pool.submit(values)
+        second = pool.submit(values[:3])
+        assert first.result(timeout=60) == prepare_values(values, AuditDecoder(), KEY)
+        assert second.result(timeout=60) == prepare_values(values[:3], AuditDecoder(), KEY)
+        assert [type(p) for p in first.result()] == [Prepared] * len(values)
+        assert {type(p.record) for p in first.result()[:30]} == {PreparedRecord}
+    finally:
+        pool.close()
