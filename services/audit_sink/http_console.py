@@ -222,6 +222,7 @@ def entry_detail(
             for code, clause in found.reasons
         ],
         "order_ref": view.order_ref,
+        "trace_id": found.trace_id,
         "index": view.index,
         "shard": found.member.partition,
         "member": found.member.label,

@@ -65,8 +65,8 @@ from sharing_guard.topic_wait import await_topics, topics_exist
 from audit_sink.plan import ConsumedRecord
 from audit_sink.prepare import Prepared, PreparePool
 from audit_sink.settings import AuditSinkSettings
-from audit_sink.spans import AppendSpans
-from audit_sink.store import Position
+from audit_sink.spans import AppendSpans, trace_ids
+from audit_sink.store import Position, StoreError
 from audit_sink.trail import TrailWriter
 from audit_sink.writer import AppendResult, AuditLog
 
@@ -87,6 +87,7 @@ class _Polled:
     offsets: dict[Any, Any]
     prepared: Future[list[Prepared]] | None
     traced: dict[Position, Context] = field(default_factory=dict)
+    trace_ids: dict[Position, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -187,6 +188,7 @@ class Ingestor:
         self._pending_commit: dict[Any, Any] = {}
         self._preparer = preparer
         self._sole_member = sole_member
+        self._traces_refused = False
         self._in_hand: _Polled | None = None
         self._spans = None if tracer is None else AppendSpans(tracer)
         self._empty_since: float | None = None
@@ -321,10 +323,12 @@ class Ingestor:
         positions: dict[tuple[str, int], int] = {}
         offsets: dict[Any, Any] = {}
         traced: dict[Position, Context] = {}
+        traces: dict[Position, str] = {}
         for tp, messages in polled.items():
             if not messages:
                 continue
             batch.extend(ConsumedRecord(m.topic, m.partition, m.offset, m.value) for m in messages)
+            traces.update(trace_ids(messages))
             if self._spans is not None:
                 traced.update(self._spans.contexts(messages))
             following = messages[-1].offset + 1
@@ -335,7 +339,7 @@ class Ingestor:
             prepared = None
             if self._preparer is not None:
                 prepared = self._preparer.submit([m.value for m in batch])
-            polled_now = _Polled(batch, positions, offsets, prepared, traced)
+            polled_now = _Polled(batch, positions, offsets, prepared, traced, traces)
         if self._preparer is None:
             self._in_hand = polled_now
             return self.flush()
@@ -352,12 +356,34 @@ class Ingestor:
         started_ns = time.time_ns()
         result = self._log.append_batch(in_hand.batch, in_hand.positions, prepared)
         self._stored.update(in_hand.positions)
+        if in_hand.trace_ids:
+            self._remember_traces(result, in_hand.trace_ids)
         if self._spans is not None and in_hand.traced:
             self._spans.record(in_hand.traced, result, started_ns)
         self._pending_commit.update(in_hand.offsets)
         self._commit_async()
         self._count(result, len(in_hand.batch))
         return result
+
+    def _remember_traces(self, result: AppendResult, traces: Mapping[Position, str]) -> None:
+        """Store the trace id of each appended entry whose record carried one (after the
+        append, in a transaction of its own: operational metadata, not evidence). A store
+        that cannot keep them (a PostgreSQL schema from before the table) is logged once."""
+        by_partition: dict[int, dict[int, str]] = {}
+        for entry in result.appended:
+            source = entry.source
+            if source is not None:
+                trace_id = traces.get((source.topic, source.partition, source.offset))
+                if trace_id is not None:
+                    by_partition.setdefault(source.partition, {})[entry.index] = trace_id
+        for partition, found in by_partition.items():
+            log = self._log.shard(partition) if isinstance(self._log, TrailWriter) else self._log
+            try:
+                log.store.add_traces(found)
+            except StoreError as exc:
+                if not self._traces_refused:
+                    self._traces_refused = True
+                    _log.warning("trace ids not kept: %s", exc)
 
     def _count(self, result: AppendResult, consumed: int) -> None:
         stats = self.stats

@@ -26,7 +26,16 @@ from typing import Final
 __all__ = ["heads_schema_sql", "keystore_schema_sql", "log_schema_sql", "quote_identifier"]
 
 _IDENTIFIER: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-_APPEND_ONLY: Final = ("meta", "leaves", "records", "sources", "erased", "checkpoints", "payloads")
+_APPEND_ONLY: Final = (
+    "meta",
+    "leaves",
+    "records",
+    "sources",
+    "erased",
+    "checkpoints",
+    "payloads",
+    "traces",
+)
 
 
 def quote_identifier(name: str) -> str:
@@ -98,6 +107,10 @@ CREATE TABLE IF NOT EXISTS {s}.checkpoints (
     size bigint PRIMARY KEY,
     note text NOT NULL,
     peaks bytea NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {s}.traces (
+    idx bigint PRIMARY KEY REFERENCES {s}.leaves(idx),
+    trace_id text NOT NULL CHECK (length(trace_id) = 32)
 );
 CREATE TABLE IF NOT EXISTS {s}.positions (
     topic text NOT NULL,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -27,7 +27,26 @@ from sharing_guard.stream.telemetry import trace_context
 from audit_sink.store import Position
 from audit_sink.writer import AppendResult
 
-__all__ = ["AppendSpans"]
+__all__ = ["AppendSpans", "trace_ids"]
+
+_HEX: Final = frozenset(b"0123456789abcdef")
+_NO_TRACE: Final = b"0" * 32
+
+
+def trace_ids(messages: Iterable[Any]) -> dict[Position, str]:
+    """The W3C trace id of each consumed message whose ``traceparent`` header carries a
+    valid one (``00-<32 hex>-<16 hex>-<2 hex>``), by position: read straight from the
+    header bytes, with no tracer needed, so the entry remembers its trace
+    (:meth:`audit_sink.store.LogStore.add_traces`) whether or not spans are exported."""
+    found: dict[Position, str] = {}
+    for message in messages:
+        for key, value in message.headers or ():
+            if key == "traceparent" and isinstance(value, bytes) and len(value) == 55:
+                trace_id = value[3:35]
+                if value[:3] == b"00-" and trace_id != _NO_TRACE and _HEX.issuperset(trace_id):
+                    found[(message.topic, message.partition, message.offset)] = trace_id.decode()
+                break
+    return found
 
 
 class AppendSpans:

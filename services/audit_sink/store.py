@@ -250,6 +250,10 @@ class SnapshotRef(Protocol):
 class LogReader(Protocol):
     """Reads of the log within one consistent snapshot."""
 
+    def trace_ids(self, indices: Collection[int]) -> dict[int, str]:
+        """The trace ids remembered for ``indices`` (:meth:`LogStore.add_traces`)."""
+        ...
+
     def snapshot_ref(self) -> SnapshotRef | None:
         """A handle on this snapshot for helper processes (``None``: not shareable)."""
         ...
@@ -318,6 +322,13 @@ class LogStore(Protocol):
 
     def transaction(self) -> AbstractContextManager[LogTransaction]:
         """A write transaction holding the writer lock; rolled back if the block raises."""
+        ...
+
+    def add_traces(self, traces: Mapping[int, str]) -> int:
+        """Remember the trace id (W3C, 32 hex digits) of appended entries, by index, in one
+        short transaction of its own; an index already remembered is left as it is. How
+        many were added. Operational metadata, not part of any leaf: losing it (a crash
+        right after an append) loses no evidence."""
         ...
 
     def delete_erased_payloads(self, indices: Collection[int]) -> int:

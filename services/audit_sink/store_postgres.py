@@ -235,6 +235,14 @@ class _Reads(_SegmentReads):
         )
         return [int(i) for (i,) in rows]
 
+    def trace_ids(self, indices: Collection[int]) -> dict[int, str]:
+        if self._all("SELECT to_regclass('traces')")[0][0] is None:
+            return {}  # a schema from before the table: re-run pg-schema to add it
+        rows = self._all(
+            "SELECT idx, trace_id FROM traces WHERE idx = ANY(%s)", (sorted(set(indices)),)
+        )
+        return {int(i): str(t) for i, t in rows}
+
     def erased(self, indices: Collection[int] | None = None) -> set[int]:
         if indices is None:
             return {int(i) for (i,) in self._all("SELECT idx FROM erased")}
@@ -387,6 +395,23 @@ class PostgresLogStore:
         with self._db.transaction():
             self._db.execute("SELECT pg_advisory_xact_lock(%s)", (self._lock_key,))
             yield _Transaction(self._db)
+
+    def add_traces(self, traces: Mapping[int, str]) -> int:
+        """Remember trace ids of appended entries (those already remembered are skipped)."""
+        if not traces:
+            return 0
+        try:
+            with self._db.transaction(), self._db.cursor() as cursor:
+                cursor.executemany(
+                    "INSERT INTO traces(idx, trace_id) VALUES (%s, %s) "
+                    "ON CONFLICT (idx) DO NOTHING",
+                    sorted(traces.items()),
+                )
+                return max(cursor.rowcount, 0)
+        except psycopg.errors.UndefinedTable:
+            raise StoreError(
+                f"schema {self.schema} has no traces table: re-run audit-sink pg-schema"
+            ) from None
 
     def delete_erased_payloads(self, indices: Collection[int]) -> int:
         """Delete the payloads of erased entries (the trigger refuses any other)."""

@@ -43,7 +43,16 @@ __all__ = ["SCHEMA_SQL", "SqliteLogStore", "SqliteSnapshotRef"]
 
 FORMAT: Final = "audit-sink/sqlite/1"
 
-_APPEND_ONLY = ("leaves", "records", "sources", "erased", "checkpoints", "meta", "payloads")
+_APPEND_ONLY = (
+    "leaves",
+    "records",
+    "sources",
+    "erased",
+    "checkpoints",
+    "meta",
+    "payloads",
+    "traces",
+)
 
 SCHEMA_SQL: Final = (
     """
@@ -93,6 +102,13 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     note TEXT NOT NULL,
     peaks BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS traces (
+    idx INTEGER PRIMARY KEY REFERENCES leaves(idx),
+    trace_id TEXT NOT NULL CHECK (length(trace_id) = 32)
+);
+CREATE TRIGGER IF NOT EXISTS traces_insert_new BEFORE INSERT ON traces
+WHEN EXISTS (SELECT 1 FROM traces WHERE idx = NEW.idx)
+BEGIN SELECT RAISE(ABORT, 'audit log: traces are append-only'); END;
 CREATE TABLE IF NOT EXISTS positions (
     topic TEXT NOT NULL,
     part INTEGER NOT NULL,
@@ -296,6 +312,15 @@ class _Reads(_SegmentReads):
         )
         return [int(i) for (i,) in rows]
 
+    def trace_ids(self, indices: Collection[int]) -> dict[int, str]:
+        found: dict[int, str] = {}
+        for part in _chunks(sorted(set(indices))):
+            rows = self._db.execute(
+                f"SELECT idx, trace_id FROM traces WHERE idx IN ({_marks(len(part))})", part
+            )
+            found.update((int(i), str(t)) for i, t in rows)
+        return found
+
     def erased(self, indices: Collection[int] | None = None) -> set[int]:
         if indices is None:
             return {int(i) for (i,) in self._db.execute("SELECT idx FROM erased")}
@@ -452,6 +477,16 @@ class SqliteLogStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def add_traces(self, traces: Mapping[int, str]) -> int:
+        """Remember trace ids of appended entries (those already remembered are skipped)."""
+        if not traces:
+            return 0
+        with self.transaction():
+            known = set(_Reads(self._db, self.path).trace_ids(traces))
+            rows = [(i, t) for i, t in sorted(traces.items()) if i not in known]
+            self._db.executemany("INSERT INTO traces(idx, trace_id) VALUES (?, ?)", rows)
+        return len(rows)
 
     def delete_erased_payloads(self, indices: Collection[int]) -> int:
         """Delete the payloads of erased entries (the trigger refuses any other)."""

@@ -125,6 +125,8 @@ class EntryDetail:
     member: Member
     checkpoint_size: int | None
     """The size of the member's latest stored checkpoint (``None``: none yet)."""
+    trace_id: str | None = None
+    """The W3C trace id its record carried (``None``: none, or not remembered)."""
 
 
 def find_entry(
@@ -156,6 +158,7 @@ def find_entry(
             reasons=tuple(_reasons(reader, [index]).get(index, ())),
             member=one.member,
             checkpoint_size=checkpoints[-1].size if checkpoints else None,
+            trace_id=reader.trace_ids([index]).get(index),
         )
     return None
 

@@ -53,6 +53,8 @@ from test_audit_support import PgNames, encode, pg_backend
 VDD_ACCOUNT: Final = "acct-vdd-reviewed"
 VDD_EVENT: Final = "evt-vdd-blocked-1"
 VDD_ALLOWED_EVENT: Final = "evt-vdd-account-allowed-1"
+VDD_TRACE: Final = "4bf92f3577b34da6a3ce929d0e0e4736"
+"""The trace id the blocked VDD transfer's audit record carries (its ``traceparent``)."""
 ERASED_ACCOUNT: Final = "acct-erase-me"
 ERASED_EVENT: Final = "evt-erased-1"
 STORY_AT: Final = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
@@ -231,10 +233,12 @@ def console_service(
             topic = private_topic(admin, partitions=1)
             env = kafka_env(env, kafka_bootstrap, topic)
             records = [*sample_records(samples, seed=11), *story_records()]
+            traced = [("traceparent", f"00-{VDD_TRACE}-00f067aa0ba902b7-01".encode())]
             produce(
                 kafka_bootstrap,
                 topic,
                 [(r.event_id.encode("utf-8"), encode(r)) for r in records],
+                [traced if r.event_id == VDD_EVENT else [] for r in records],
             )
             _run(env, "ingest", "--stop-at-end")
             _run(env, "erase", ERASED_ACCOUNT)

@@ -28,6 +28,7 @@ from security_console_support import (
     VDD_ACCOUNT,
     VDD_ALLOWED_EVENT,
     VDD_EVENT,
+    VDD_TRACE,
     ConsoleService,
     console_service,
 )
@@ -134,6 +135,7 @@ def test_a_reviewer_finds_the_blocked_vdd_transfer_and_the_browser_verifies_its_
     expect(reasons).to_contain_text(REASON_WORDS[ReasonCode.VDD_EGRESS_FORBIDDEN])
     expect(reasons).to_contain_text(CLAUSE_WORDS[Clause.VDD_NO_SHARING])
     expect(detail).to_contain_text(VDD_ACCOUNT)
+    expect(detail).to_contain_text(VDD_TRACE)  # the trace the guard's record carried
     proof = detail.get_by_role("status")
     expect(proof).to_contain_text("Proof verified in this browser against checkpoint")
     key_id = service.vkey.split("+")[1]

@@ -48,16 +48,25 @@ def private_topic(admin: Any, partitions: int = PARTITIONS) -> str:
 
 
 def produce(
-    bootstrap: str, topic: str, items: Iterable[tuple[bytes | None, bytes | None]]
+    bootstrap: str,
+    topic: str,
+    items: Iterable[tuple[bytes | None, bytes | None]],
+    headers: Sequence[list[tuple[str, bytes]]] | None = None,
 ) -> list[tuple[int, int]]:
-    """Send ``(key, value)`` pairs (keys pick the partition); return each (partition, offset)."""
+    """Send ``(key, value)`` pairs (keys pick the partition), each with its ``headers`` if
+    given; return each (partition, offset)."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
         bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024
     )
     try:
-        futures = [producer.send(topic, key=key, value=value) for key, value in items]
+        futures = [
+            producer.send(
+                topic, key=key, value=value, headers=None if headers is None else headers[n]
+            )
+            for n, (key, value) in enumerate(items)
+        ]
         producer.flush(timeout=60)
         placed = [future.get(timeout=60) for future in futures]
     finally:

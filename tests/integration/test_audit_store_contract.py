@@ -315,3 +315,27 @@ def test_the_key_store_creates_only_missing_keys_and_keeps_existing_ones(
     assert keys.keys_for_tags([old, new, third], create=False) == made
     assert keys.keys_for_tags([b"\x04" * 32], create=False) == {}
     assert keys.keys_for_tags([new], create=True) == {new: made[new]}
+
+
+def test_trace_ids_are_remembered_once_and_never_changed(backend: Backend) -> None:
+    log = backend.log()
+    batch = consumed([record(n) for n in range(3)], start=10)
+    log.append_batch(batch, next_positions(batch))
+    first, other = "4bf92f3577b34da6a3ce929d0e0e4736", "a" * 32
+
+    assert log.store.add_traces({0: first, 2: other}) >= 0
+    log.store.add_traces({0: other, 1: first})  # entry 0 keeps its trace id
+
+    reading = backend.open_reader()
+    try:
+        for store in (log.store, reading):
+            with store.reader() as reader:
+                assert reader.trace_ids([0, 1, 2, 3]) == {0: first, 1: first, 2: other}
+                assert reader.trace_ids([]) == {}
+    finally:
+        reading.close()
+    with pytest.raises(Exception, match="append-only"):
+        backend.owner("UPDATE traces SET trace_id = ? WHERE idx = 0", [other])
+    with pytest.raises(Exception, match="append-only"):
+        backend.owner("DELETE FROM traces WHERE idx = 0", [])
+    assert backend.verify().ok  # no leaf commits to them: the log verifies as before

@@ -427,7 +427,16 @@ def test_every_trigger_fires_always_even_for_replicas(
             "WHERE n.nspname = ? AND NOT t.tgisinternal",
             [names.schema],
         )
-        tables = ("meta", "leaves", "records", "sources", "erased", "checkpoints", "payloads")
+        tables = (
+            "meta",
+            "leaves",
+            "records",
+            "sources",
+            "erased",
+            "checkpoints",
+            "payloads",
+            "traces",
+        )
         expected = {(t, f"{t}_no_update") for t in tables}
         expected |= {(t, f"{t}_no_truncate") for t in tables}
         expected |= {(t, f"{t}_no_delete") for t in tables if t != "payloads"}

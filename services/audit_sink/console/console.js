@@ -374,6 +374,7 @@ async function openEntry(eventId, opener) {
   fact(facts, "Actor", entry.actor ?? "—");
   fact(facts, "Policy version", entry.policy_version ?? "—");
   fact(facts, "Where", `${detail.member}, entry ${detail.index}`);
+  fact(facts, "Trace id", detail.trace_id ?? "not recorded (its record carried no trace context)");
   if (entry.personal === "erased") {
     fact(facts, "Personal data", el("span", { className: "erased", text: "erased: the subject's key was destroyed" }));
   } else if (entry.event_json && entry.personal !== "clear") {
