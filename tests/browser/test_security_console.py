@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -191,6 +192,9 @@ def test_status_report_and_export_at_400_pixels(page: Any, service: ConsoleServi
 
     status = page.get_by_role("region", name="Status")
     expect(status).to_contain_text("Entries")
+    # The trail's age: the newest record its latest checkpoint covers, and how long ago.
+    newest = re.compile(r"Newest record covered by a checkpoint.*\(\d+ days ago\)")
+    expect(status).to_contain_text(newest)
     expect(page.get_by_role("region", name="Member logs")).to_contain_text("log")
     page.get_by_role("button", name="Verify now").click()
     expect(page.locator("#verification")).to_contain_text("Verified intact")

@@ -50,6 +50,16 @@ function when(text) {
   return String(text).replace("T", " ").replace(/Z$/, " UTC");
 }
 
+// "… (3 min ago)": how old the newest record a checkpoint covers is; the trail's freshness.
+function age(text) {
+  if (!text) return "—";
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(text)) / 1000));
+  const spoken =
+    seconds < 120 ? `${seconds} s` : seconds < 7200 ? `${Math.round(seconds / 60)} min` :
+    seconds < 172800 ? `${Math.round(seconds / 3600)} h` : `${Math.round(seconds / 86400)} days`;
+  return `${when(text)} (${spoken} ago)`;
+}
+
 function table(node, headers, rows, caption) {
   clear(node);
   if (caption) node.append(el("caption", { text: caption }));
@@ -235,7 +245,7 @@ async function loadStatus() {
   const facts = clear($("status-facts"));
   fact(facts, "Log", status.origin + (status.sharded ? " (sharded)" : ""));
   fact(facts, "Entries", String(status.size));
-  fact(facts, "Newest record covered by a checkpoint", when(status.newest_entry_at));
+  fact(facts, "Newest record covered by a checkpoint", age(status.newest_entry_at));
   const latest = status.members.map((m) => m.checkpoint_size);
   fact(
     facts,
