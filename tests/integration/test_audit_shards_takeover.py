@@ -31,6 +31,7 @@ condition, bounded by a generous deadline.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import signal
@@ -46,6 +47,7 @@ from typing import Any
 import pytest
 from audit_sink.leaf import HEADER, EntryType
 from audit_sink.samples import sample_records
+from audit_sink.settings import AuditSinkSettings
 from sharing_guard.codec import contract_registry
 from test_audit_ingest_support import (
     SinkRig,
@@ -67,6 +69,7 @@ RECORDS = 16_000
 WAVES = 40
 WAVES_BEFORE_KILL = 16
 DEADLINE_S = 120
+MAX_POLL_RECORDS = AuditSinkSettings().kafka.max_poll_records  # the sinks' batch (default)
 _ASSIGNED = re.compile(r"assigned partitions \[([0-9, ]*)\]")
 
 
@@ -120,6 +123,27 @@ class Shards:
         return sum(self.positions().values())
 
 
+def trace_of(key: bytes) -> str:
+    """The trace id the record keyed ``key`` (its event id) carries: 32 hex digits."""
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
+def check_traces(on: Shards, records: Sequence[Any]) -> None:
+    """Each entry keeps the trace id its record carried, in its shard; a record may lack one
+    only if its sink was killed between the append and the traces' own transaction (one
+    batch at most)."""
+    expected = {r.audit_id: trace_of(r.event_id.encode()) for r in records}
+    kept: dict[str, str] = {}
+    for partition in range(PARTITIONS):
+        rows = on.sql(
+            partition,
+            "SELECT r.audit_id, t.trace_id FROM records r JOIN traces t ON t.idx = r.idx",
+        )
+        kept.update((str(a), str(t)) for a, t in rows)
+    assert all(expected[audit_id] == trace for audit_id, trace in kept.items())
+    assert len(expected) - len(kept) <= MAX_POLL_RECORDS, len(expected) - len(kept)
+
+
 class PacedProducer(threading.Thread):
     """Produces the stream in paced waves; after ``WAVES_BEFORE_KILL`` waves it waits for
     :meth:`release` (the kill), so that the kill always hits a stream still flowing."""
@@ -129,6 +153,11 @@ class PacedProducer(threading.Thread):
         self.bootstrap = bootstrap
         self.topic = topic
         self.values = values
+        # Each record carries the trace context the guard would give it (trace_of its key).
+        self.headers = [
+            [("traceparent", f"00-{trace_of(key)}-00f067aa0ba902b7-01".encode())]
+            for key, _ in values
+        ]
         self.placed: list[tuple[int, int]] = []
         self.error: BaseException | None = None
         self.released = threading.Event()
@@ -144,7 +173,10 @@ class PacedProducer(threading.Thread):
                 if wave == WAVES_BEFORE_KILL:
                     self.released.wait(timeout=DEADLINE_S * 3)
                 self.placed += produce(
-                    self.bootstrap, self.topic, self.values[start : start + size]
+                    self.bootstrap,
+                    self.topic,
+                    self.values[start : start + size],
+                    self.headers[start : start + size],
                 )
                 time.sleep(0.25)
         except BaseException as exc:  # re-raised by the test
@@ -204,9 +236,12 @@ def shards(
 
 
 def check_exactly_once(
-    on: Shards, placed: Sequence[tuple[int, int]], audit_ids: Sequence[str]
+    on: Shards, placed: Sequence[tuple[int, int]], records: Sequence[Any]
 ) -> None:
-    """Every produced record stored once, in its partition's shard, in offset order."""
+    """Every produced record stored once, in its partition's shard, in offset order, with
+    the trace id it carried (:func:`check_traces`)."""
+    audit_ids = [r.audit_id for r in records]
+    check_traces(on, records)
     produced = dict(zip(placed, audit_ids, strict=True))
     positions: Counter[tuple[int, int]] = Counter()
     stored_ids: list[str] = []
@@ -309,7 +344,7 @@ def test_survivor_takes_over_the_killed_sinks_shards(shards: Shards) -> None:
     survivor.send_signal(signal.SIGTERM)
     assert survivor.wait(timeout=60) == 0, "SIGTERM must stop the survivor gracefully"
 
-    check_exactly_once(shards, producer.placed, [r.audit_id for r in records])
+    check_exactly_once(shards, producer.placed, records)
     verified = on.run("verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.startswith(f"OK: {RECORDS} entries intact in {PARTITIONS} shard(s)")
