@@ -19,12 +19,14 @@ from audit_sink.store import LogStore, StoreError
 from audit_sink.writer import AuditLog, CheckpointPolicy
 
 if TYPE_CHECKING:
-    from audit_sink.trail import Member, TrailWriter
+    from audit_sink.heads import MemberHead
+    from audit_sink.trail import HeadsPublisher, Member, TrailWriter
 
 __all__ = [
     "build_log",
     "build_trail_writer",
     "discover_members",
+    "heads_publisher",
     "index_key",
     "member_origin",
     "open_archive",
@@ -178,13 +180,30 @@ def build_log(
     )
 
 
+def heads_publisher(
+    settings: AuditSinkSettings, legacy: MemberHead | None = None
+) -> HeadsPublisher:
+    """The publisher of a sharded trail's heads notes (its store, its signer under the
+    heads name, its archive and cadence); ``legacy`` is the frozen single log's head."""
+    from audit_sink.trail import HeadsPublisher
+
+    origin = settings.require_origin()
+    return HeadsPublisher(
+        origin=origin,
+        store=open_heads_store(settings),
+        signer=signer(settings, heads_origin(origin)),
+        archive=CheckpointArchive(settings.heads_archive_dir()),
+        legacy=legacy,
+        every_s=settings.heads_every_s,
+    )
+
+
 def build_trail_writer(settings: AuditSinkSettings, keys: KeyStore) -> TrailWriter:
     """The writer of a sharded trail (``sharding=partition``): one log per partition,
     opened on first use, and the heads notes over them. A single log that holds entries is
     the legacy member: its unsigned tail is signed once, then it is never written again."""
-    from audit_sink.trail import HeadsPublisher, TrailWriter, latest_head
+    from audit_sink.trail import TrailWriter, latest_head
 
-    origin = settings.require_origin()
     legacy = None
     members = discover_members(settings)
     if members and members[0].partition is None:
@@ -196,15 +215,7 @@ def build_trail_writer(settings: AuditSinkSettings, keys: KeyStore) -> TrailWrit
             legacy = head, legacy_log.committed_positions()
         finally:
             legacy_store.close()
-    heads_name = heads_origin(origin)
-    publisher = HeadsPublisher(
-        origin=origin,
-        store=open_heads_store(settings),
-        signer=signer(settings, heads_name),
-        archive=CheckpointArchive(settings.heads_archive_dir()),
-        legacy=None if legacy is None else legacy[0],
-        every_s=settings.heads_every_s,
-    )
+    publisher = heads_publisher(settings, None if legacy is None else legacy[0])
 
     def open_shard(partition: int) -> AuditLog:
         return build_log(settings, open_store(settings, partition=partition), keys, partition)

@@ -63,7 +63,8 @@ from audit_sink.http_api import (
     entries_json,
     search,
 )
-from audit_sink.trail_read import is_sharded, latest_heads_note
+from audit_sink.trail import is_sharded
+from audit_sink.trail_read import latest_heads_note
 from audit_sink.trail_views import export_trail, find_entry, member_status
 from audit_sink.words import clause_words, reason_words, vocabulary
 

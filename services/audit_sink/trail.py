@@ -32,10 +32,11 @@ from audit_sink.heads import HeadsError, HeadsNote, MemberHead, open_heads, sign
 from audit_sink.heads_store import HeadsStore, Latest
 from audit_sink.plan import ConsumedRecord
 from audit_sink.prepare import Prepared
+from audit_sink.settings import AuditSinkSettings
 from audit_sink.store import LogStore, TopicPartition
 from audit_sink.writer import AppendResult, AuditLog
 
-__all__ = ["HeadsPublisher", "Member", "TrailWriter", "latest_head"]
+__all__ = ["HeadsPublisher", "Member", "TrailWriter", "is_sharded", "latest_head"]
 
 _log = logging.getLogger(__name__)
 
@@ -51,6 +52,11 @@ class Member:
     def label(self) -> str:
         """How reports name it: ``shard 3``, or ``log`` for the single (legacy) log."""
         return "log" if self.partition is None else f"shard {self.partition}"
+
+
+def is_sharded(settings: AuditSinkSettings, members: Sequence[Member]) -> bool:
+    """Whether the trail is sharded: configured so, or holding shards already."""
+    return settings.sharding == "partition" or any(m.partition is not None for m in members)
 
 
 def latest_head(store: LogStore, verifier: NoteVerifier) -> MemberHead | None:
@@ -117,9 +123,9 @@ class HeadsPublisher:
             return None
         return self.flush()
 
-    def publish(self, head: MemberHead) -> Latest:
-        """Publish a note listing ``head`` (and whatever is pending) now."""
-        self._pending[head.origin] = head
+    def publish(self, *heads: MemberHead) -> Latest:
+        """Publish one note listing ``heads`` (and whatever is pending) now."""
+        self._pending.update((head.origin, head) for head in heads)
         return self.flush()
 
     def flush(self) -> Latest:

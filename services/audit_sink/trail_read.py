@@ -25,12 +25,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 
 from audit_sink import bootstrap
-from audit_sink.archive import CheckpointArchive
 from audit_sink.checkpoint import NoteVerifier
 from audit_sink.heads import (
     HeadsNote,
     MemberHead,
-    heads_origin,
     member_order,
     member_verifier,
     open_heads,
@@ -41,13 +39,12 @@ from audit_sink.query import EntryView, QueryCriteria, entry_views, query_entrie
 from audit_sink.sealing import IndexKey
 from audit_sink.settings import AuditSinkSettings
 from audit_sink.store import LogReader, StoreError
-from audit_sink.trail import HeadsPublisher, Member, latest_head
+from audit_sink.trail import Member, is_sharded, latest_head
 from audit_sink.writer import ErasureResult
 
 __all__ = [
     "MemberReader",
     "erase_in_trail",
-    "is_sharded",
     "latest_heads_note",
     "member_readers",
     "prove_in_trail",
@@ -61,11 +58,6 @@ class MemberReader:
 
     member: Member
     reader: LogReader
-
-
-def is_sharded(settings: AuditSinkSettings, members: Sequence[Member]) -> bool:
-    """Whether the trail is sharded (configured so, or holding shards)."""
-    return settings.sharding == "partition" or any(m.partition is not None for m in members)
 
 
 @contextmanager
@@ -172,16 +164,9 @@ def erase_in_trail(
         keys_destroyed += result.keys_destroyed
         deleted += result.payloads_deleted
     if heads and is_sharded(settings, members):
-        origin = settings.require_origin()
-        publisher = HeadsPublisher(
-            origin=origin,
-            store=bootstrap.open_heads_store(settings),
-            signer=bootstrap.signer(settings, heads_origin(origin)),
-            archive=CheckpointArchive(settings.heads_archive_dir()),
-        )
+        publisher = bootstrap.heads_publisher(settings)
         try:
-            for head in heads:
-                publisher.publish(head)
+            publisher.publish(*heads)  # one note raising every member erased in
         finally:
             publisher.close()
     return ErasureResult(last_index, erased, keys_destroyed, deleted), touched

@@ -43,7 +43,7 @@ from audit_sink.heads import (
 from audit_sink.report import Problem, Report
 from audit_sink.settings import AuditSinkSettings
 from audit_sink.store import StoreError
-from audit_sink.trail import Member
+from audit_sink.trail import Member, is_sharded
 from audit_sink.verification import verify_log
 
 __all__ = ["MemberReport", "TrailProblem", "TrailReport", "verify_trail"]
@@ -249,7 +249,7 @@ def verify_trail(
     """
     origin = settings.require_origin()
     members = bootstrap.discover_members(settings)
-    sharded = settings.sharding == "partition" or any(m.partition is not None for m in members)
+    sharded = is_sharded(settings, members)
     problems: list[TrailProblem] = []
     notes = _Notes(origin, pinned, trusted_notes if sharded else ())
     if not sharded:  # one log: every trusted note is held against it, as verify_log does

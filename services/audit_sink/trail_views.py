@@ -33,8 +33,8 @@ from audit_sink.query import EntryView, QueryCriteria, entry_views
 from audit_sink.sealing import IndexKey
 from audit_sink.settings import AuditSinkSettings
 from audit_sink.store import LogReader, RecordFilter
-from audit_sink.trail import Member
-from audit_sink.trail_read import MemberReader, is_sharded, query_trail
+from audit_sink.trail import Member, is_sharded
+from audit_sink.trail_read import MemberReader, query_trail
 from audit_sink.words import codes_of_clause
 
 __all__ = [
