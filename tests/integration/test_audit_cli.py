@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import stat
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,7 @@ from test_audit_support import (
     pg_backend,
     pg_names,  # noqa: F401
     unique_origin,
-)
-
-BLOCKED_IMPORTS = (
-    "import runpy, sys\n"
-    "sys.modules['audit_sink'] = None\n"
-    "sys.modules['sharing_guard'] = None\n"
-    "sys.argv = sys.argv[1:]\n"
-    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    verify_export,
 )
 
 
@@ -181,24 +173,6 @@ def test_proof_gives_a_bundle_checkable_offline(
     assert "no record" in err
 
 
-def _verify_export(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            "-c",
-            BLOCKED_IMPORTS,
-            str(directory / "verify_export.py"),
-            str(directory),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_an_export_verifies_offline_and_a_tampered_one_does_not(
     configured: AuditSinkSettings, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -207,7 +181,7 @@ def test_an_export_verifies_offline_and_a_tampered_one_does_not(
     assert status == 0
     vkey = configured.vkey or ""
 
-    good = _verify_export(export, "--vkey", vkey)
+    good = verify_export(export, "--vkey", vkey)
     assert (good.returncode, good.stdout.strip()) == (0, "OK: 12 entries intact, 0 erased")
 
     leaves = bytearray((export / "leaves.bin").read_bytes())
@@ -217,7 +191,7 @@ def test_an_export_verifies_offline_and_a_tampered_one_does_not(
     end = offset + 12 + int.from_bytes(leaves[offset + 8 : offset + 12], "big")
     leaves[end - 3] ^= 0x01  # a byte of entry 5's body
     (export / "leaves.bin").write_bytes(bytes(leaves))
-    bad = _verify_export(export, "--vkey", vkey)
+    bad = verify_export(export, "--vkey", vkey)
     assert bad.returncode == 1
     assert bad.stdout.startswith("FAIL: first bad entry 5:")
 
@@ -231,7 +205,7 @@ def test_an_exported_payload_changed_is_caught(
     payloads[-1] ^= 0x01  # the last payload: entry 11's
     (export / "payloads.bin").write_bytes(bytes(payloads))
 
-    result = _verify_export(export, "--vkey", configured.vkey or "")
+    result = verify_export(export, "--vkey", configured.vkey or "")
 
     assert result.returncode == 1
     assert result.stdout.startswith("FAIL: first bad entry 11:")
@@ -246,7 +220,7 @@ def test_the_standalone_verifier_rejects_another_key(
     run(capsys, "export", str(export))
     stranger = NoteSigner.generate(configured.require_origin()).verifier().vkey
 
-    result = _verify_export(export, "--vkey", stranger)
+    result = verify_export(export, "--vkey", stranger)
 
     assert result.returncode == 1
     assert "not signed by the pinned key" in result.stdout

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import io
 import logging
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,10 @@ from test_audit_http import (  # noqa: F401 - fixtures
 )
 from test_audit_shards_read import SHARDS, Trail, trail  # noqa: F401 - fixture
 from test_audit_shards_read import TOKEN as TRAIL_TOKEN
-from test_audit_support import pg_names  # noqa: F401 - fixture
+from test_audit_support import (
+    pg_names,  # noqa: F401 - fixture
+    verify_export,
+)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -260,16 +261,6 @@ def test_status_shows_sizes_the_latest_checkpoint_and_the_last_verification(
 # -- export --------------------------------------------------------------------------------------
 
 
-def _verify_export(directory: Path, vkey: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-I", str(directory / "verify_export.py"), str(directory), "--vkey", vkey],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def _unpack(response: httpx.Response, into: Path) -> Path:
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/gzip"
@@ -288,7 +279,7 @@ def test_the_export_download_verifies_offline(served: Served, tmp_path: Path) ->
     export = _unpack(get(served.client, "/export"), tmp_path)
 
     assert not (export / "payloads.bin").exists()  # no ciphertexts
-    result = _verify_export(export, served.backend.verifier.vkey)
+    result = verify_export(export, "--vkey", served.backend.verifier.vkey)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"OK: {SIZE} entries intact, {len(ERASED)} erased"
     assert not list(tmp_path.glob("audit-sink-export-*"))
@@ -342,7 +333,7 @@ def test_a_sharded_trail_status_and_export(sharded: Trail, tmp_path: Path) -> No
     assert list((export / "heads").glob("*.note"))
     for p in range(SHARDS):
         member = member_verifier(trail.pinned, shard_origin(trail.origin, p))
-        result = _verify_export(export / "shards" / str(p), member.vkey)
+        result = verify_export(export / "shards" / str(p), "--vkey", member.vkey)
         assert result.returncode == 0, result.stderr
 
 

@@ -25,8 +25,6 @@ import io
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -70,6 +68,7 @@ from test_audit_support import (
     next_positions,
     pg_names,  # noqa: F401
     unique_origin,
+    verify_export,
 )
 
 TOPIC = "governance.audit"
@@ -82,13 +81,6 @@ AGENCY = "agency-1"
 STORY_AT = datetime(2026, 11, 1, 7, 0, tzinfo=UTC)  # before the samples (from 08:00)
 PERIOD = ["--from", "2026-11-01T00:00:00Z", "--to", "2026-11-02T00:00:00Z"]
 TOKEN = "tok_" + base64.urlsafe_b64encode(os.urandom(30)).decode("ascii")
-BLOCKED_IMPORTS = (
-    "import runpy, sys\n"
-    "sys.modules['audit_sink'] = None\n"
-    "sys.modules['sharing_guard'] = None\n"
-    "sys.argv = sys.argv[1:]\n"
-    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
-)
 
 
 # -- the story of one order, over three shards ------------------------------------------------
@@ -603,17 +595,6 @@ def test_erase_reaches_every_shard_and_is_idempotent(
 # -- export --------------------------------------------------------------------------------------
 
 
-def _verify_export(directory: Path, vkey: str) -> subprocess.CompletedProcess[str]:
-    script = directory / "verify_export.py"
-    return subprocess.run(
-        [sys.executable, "-I", "-c", BLOCKED_IMPORTS, str(script), str(directory), "--vkey", vkey],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_export_has_one_verifiable_directory_per_shard_and_the_heads_notes(
     trail: Trail, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -626,12 +607,12 @@ def test_export_has_one_verifiable_directory_per_shard_and_the_heads_notes(
     assert sorted(p.name for p in (export / "shards").iterdir()) == ["0", "1", "2"]
     for p, size in enumerate(trail.sizes()):
         member = member_verifier(trail.pinned, shard_origin(trail.origin, p))
-        result = _verify_export(export / "shards" / str(p), member.vkey)
+        result = verify_export(export / "shards" / str(p), "--vkey", member.vkey)
         assert (result.returncode, result.stdout.strip()) == (
             0,
             f"OK: {size} entries intact, 0 erased",
         ), result.stderr
-    wrong = _verify_export(export / "shards" / "0", trail.pinned.vkey)  # the base key name
+    wrong = verify_export(export / "shards" / "0", "--vkey", trail.pinned.vkey)  # the base key name
     assert wrong.returncode == 1
     stored = trail.heads_notes()
     notes = sorted((export / "heads").glob("*.note"))

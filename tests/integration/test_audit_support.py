@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -309,6 +311,37 @@ def pg_backend(dsn: str, tmp_path: Path, names: PgNames, owner_db: Any) -> Backe
         open_keys=lambda: PostgresKeyStore(dsn, names.keys_schema, names.key_role),
         owner=owner,
         disable_triggers=disable,
+    )
+
+
+BLOCKED_IMPORTS = (
+    "import runpy, sys\n"
+    "sys.modules['audit_sink'] = None\n"
+    "sys.modules['sharing_guard'] = None\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+"""Runs a script with the project's packages made unimportable: the standalone verifier
+must need only the standard library and ``cryptography``."""
+
+
+def verify_export(directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run an export's own ``verify_export.py`` on it (``args``: e.g. ``--vkey``), in an
+    isolated interpreter that cannot import this project."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            BLOCKED_IMPORTS,
+            str(directory / "verify_export.py"),
+            str(directory),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
