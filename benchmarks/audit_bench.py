@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/audit_bench.py                 # 100,000 entries
     .venv/bin/python benchmarks/audit_bench.py --quick         # 10,000 entries: a smoke test
-    .venv/bin/python benchmarks/audit_bench.py --entries 200000 --batch 2000 --repeat 5
+    .venv/bin/python benchmarks/audit_bench.py --entries 200000 --repeat 5 --append-rounds 5
 
 1. **Durable appends.** ``--entries`` realistic audit records
    (:func:`audit_sink.samples.sample_records`, Avro-encoded as the guard publishes them, over
@@ -17,7 +17,10 @@
    the very rows the writer stored, read back, inserted into a fresh database of the same
    kind and schema (tables, indexes, triggers) in the same batches and transactions, the
    plainest bulk way (SQLite ``executemany``, PostgreSQL binary ``COPY``). The ratio says
-   what the sink adds on top of the database.
+   what the sink adds on top of the database. The three run in ``--append-rounds``
+   interleaved rounds (default 3), each into fresh databases; the figures are each way's
+   median round, so one disturbed run (a checkpoint of the WAL, a neighbour's burst of
+   fsyncs) moves neither side of the ratio.
 2. **Full verification** of the SQLite and the PostgreSQL log just written, serial and with
    one helper process per CPU (``--repeat`` runs each, interleaved; median and best).
 3. **Proofs at 1,000,000 entries** (``--proof-entries``): built over the Merkle tree alone,
@@ -141,6 +144,26 @@ class Figure:
         }
 
 
+@dataclass
+class Runs:
+    """The append runs of one store, round by round: the ingest's way (``piped``), plain
+    ``append_batch`` (``sink``) and the plain insert of the same rows (``plain``)."""
+
+    sink: list[Timing] = field(default_factory=list)
+    piped: list[Timing] = field(default_factory=list)
+    plain: list[Timing] = field(default_factory=list)
+
+    @staticmethod
+    def median(runs: Sequence[Timing]) -> Timing:
+        """The run of median wall time (the lower middle one for an even count)."""
+        ordered = sorted(runs, key=lambda t: t.wall)
+        return ordered[(len(ordered) - 1) // 2]
+
+    def ratios(self, runs: Sequence[Timing]) -> list[float]:
+        """Each round's plain wall time over that round's ``runs`` wall time."""
+        return [p.wall / t.wall for p, t in zip(self.plain, runs, strict=True)]
+
+
 # -- the workload --------------------------------------------------------------------------
 
 
@@ -228,6 +251,16 @@ def read_back(query: Callable[[str], list[tuple[Any, ...]]]) -> StoredRows:
     )
 
 
+def read_back_sqlite(path: Path) -> StoredRows:
+    import sqlite3
+
+    db = sqlite3.connect(path)
+    try:
+        return read_back(lambda sql: db.execute(sql).fetchall())
+    finally:
+        db.close()
+
+
 INDEX_KEY = IndexKey(os.urandom(32))
 
 
@@ -246,8 +279,11 @@ def writer(store: LogStore, keys: KeyStore, directory: Path, signer: NoteSigner)
 
 
 def sqlite_run(
-    consumed: Sequence[ConsumedRecord], batch: int, directory: Path, pool: PreparePool
-) -> tuple[Timing, Timing, Timing, Path, str, NoteSigner]:
+    consumed: Sequence[ConsumedRecord], batch: int, directory: Path, pool: PreparePool, rounds: int
+) -> tuple[Runs, Path, str, NoteSigner]:
+    """``rounds`` interleaved rounds of: the ingest's way (helper), plain ``append_batch``,
+    the plain insert of the rows the writer stored. The last round's log is kept (and
+    verified); the others are deleted as soon as their round ends."""
     import sqlite3
 
     from audit_sink.keystore_sqlite import SqliteKeyStore
@@ -255,36 +291,39 @@ def sqlite_run(
 
     origin = f"audit.bench.invalid/{uuid.uuid4().hex}"
     signer = NoteSigner.generate(origin)
-    sink: list[Timing] = []
-    for name, helper in (("piped", pool), ("", None)):  # the last one is kept and verified
-        if name:
-            (directory / name).mkdir(parents=True)
-        store = SqliteLogStore(directory / name / "log.db", origin)
-        keys = SqliteKeyStore(directory / name / "keys.db")
-        log = writer(store, keys, directory / name, signer)
-        with timed(sink):
-            append_all(log, consumed, batch, helper)
-        keys.close()
-        store.close()
-
-    db = sqlite3.connect(directory / "log.db")
-    rows = read_back(lambda sql: db.execute(sql).fetchall())
-    db.close()
-    plain_db = sqlite3.connect(directory / "plain.db", isolation_level=None)
-    plain_db.execute("PRAGMA journal_mode = WAL")
-    plain_db.execute("PRAGMA synchronous = FULL")
-    plain_db.execute("PRAGMA foreign_keys = ON")
-    plain_db.execute("PRAGMA cache_size = -65536")  # as the store's writer connection
-    plain_db.executescript(SCHEMA_SQL)
-    plain: list[Timing] = []
-    with timed(plain):
-        for part in rows.batches(batch, len(consumed)):
-            plain_db.execute("BEGIN IMMEDIATE")
-            for table, table_rows in zip(TABLES, part, strict=True):
-                plain_db.executemany(insert_sql(table, "?"), table_rows)
-            plain_db.execute("COMMIT")
-    plain_db.close()
-    return sink[1], sink[0], plain[0], directory / "log.db", origin, signer
+    runs = Runs()
+    rows: StoredRows | None = None
+    kept = directory
+    for number in range(rounds):
+        here = directory / f"round-{number}"
+        for name, helper, into in (("piped", pool, runs.piped), ("sink", None, runs.sink)):
+            (here / name).mkdir(parents=True)
+            store = SqliteLogStore(here / name / "log.db", origin)
+            keys = SqliteKeyStore(here / name / "keys.db")
+            log = writer(store, keys, here / name, signer)
+            with timed(into):
+                append_all(log, consumed, batch, helper)
+            keys.close()
+            store.close()
+        if rows is None:
+            rows = read_back_sqlite(here / "sink" / "log.db")
+        plain_db = sqlite3.connect(here / "plain.db", isolation_level=None)
+        plain_db.execute("PRAGMA journal_mode = WAL")
+        plain_db.execute("PRAGMA synchronous = FULL")
+        plain_db.execute("PRAGMA foreign_keys = ON")
+        plain_db.execute("PRAGMA cache_size = -65536")  # as the store's writer connection
+        plain_db.executescript(SCHEMA_SQL)
+        with timed(runs.plain):
+            for part in rows.batches(batch, len(consumed)):
+                plain_db.execute("BEGIN IMMEDIATE")
+                for table, table_rows in zip(TABLES, part, strict=True):
+                    plain_db.executemany(insert_sql(table, "?"), table_rows)
+                plain_db.execute("COMMIT")
+        plain_db.close()
+        if number + 1 < rounds:
+            shutil.rmtree(here)
+        kept = here / "sink"
+    return runs, kept / "log.db", origin, signer
 
 
 # -- PostgreSQL ----------------------------------------------------------------------------
@@ -300,61 +339,74 @@ def pg_reachable(dsn: str) -> str | None:
     return None
 
 
-def pg_run(
-    consumed: Sequence[ConsumedRecord], batch: int, directory: Path, dsn: str, pool: PreparePool
-) -> tuple[Timing, Timing, Timing, str, str, NoteSigner, Callable[[], None]]:
+def pg_run(  # noqa: PLR0917 (sqlite_run's arguments and the DSN)
+    consumed: Sequence[ConsumedRecord],
+    batch: int,
+    directory: Path,
+    dsn: str,
+    pool: PreparePool,
+    rounds: int,
+) -> tuple[Runs, str, str, NoteSigner, Callable[[], None]]:
+    """As :func:`sqlite_run`, on PostgreSQL (plain insert: binary ``COPY``); a schema per
+    log, all dropped by the returned ``drop``."""
     import psycopg
     from audit_sink.keystore_postgres import PostgresKeyStore
     from audit_sink.pg_schema import keystore_schema_sql, log_schema_sql
     from audit_sink.store_postgres import PostgresLogStore
 
     suffix = uuid.uuid4().hex[:10]
-    schema, piped_schema, keys_schema, plain_schema = (
-        f"audit_bench_{suffix}",
-        f"audit_bench_i_{suffix}",
-        f"audit_bench_k_{suffix}",
-        f"audit_bench_p_{suffix}",
-    )
-    with psycopg.connect(dsn, autocommit=True) as owner:
-        for name in (schema, piped_schema, plain_schema):
-            owner.execute(log_schema_sql(name))
-        owner.execute(keystore_schema_sql(keys_schema))
+    keys_schema = f"audit_bench_k_{suffix}"
+    schemas: list[str] = [keys_schema]
 
     def drop() -> None:
         with psycopg.connect(dsn, autocommit=True) as owner:
-            for name in (schema, piped_schema, keys_schema, plain_schema):
+            for name in schemas:
                 owner.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
+    def fresh(kind: str, number: int) -> str:
+        name = f"audit_bench_{kind}{number}_{suffix}"
+        schemas.append(name)
+        with psycopg.connect(dsn, autocommit=True) as owner:
+            owner.execute(log_schema_sql(name))
+        return name
+
+    with psycopg.connect(dsn, autocommit=True) as owner:
+        owner.execute(keystore_schema_sql(keys_schema))
     origin = f"audit.bench.invalid/{uuid.uuid4().hex}"
     signer = NoteSigner.generate(origin)
-    sink: list[Timing] = []
-    for name, helper in ((piped_schema, pool), (schema, None)):  # the last one is verified
-        store = PostgresLogStore(dsn, name, origin)
-        keys = PostgresKeyStore(dsn, keys_schema)
-        log = writer(store, keys, directory / name, signer)
-        with timed(sink):
-            append_all(log, consumed, batch, helper)
-        keys.close()
-        store.close()
-
-    with psycopg.connect(dsn, autocommit=True) as db:
-        db.execute(f'SET search_path TO "{schema}"')
-        rows = read_back(lambda sql: db.execute(sql).fetchall())
-        db.execute(f'SET search_path TO "{plain_schema}"')
-        plain: list[Timing] = []
-        with timed(plain):
-            for part in rows.batches(batch, len(consumed)):
-                with db.transaction(), db.cursor() as cursor:
-                    for table, table_rows in zip(TABLES, part, strict=True):
-                        if not table_rows:
-                            continue
-                        names = ", ".join(APPENDED_COLUMNS[table])
-                        sql = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
-                        with cursor.copy(sql) as copy:
-                            copy.set_types(list(PG_COPY_TYPES[table]))
-                            for row in table_rows:
-                                copy.write_row(row)
-    return sink[1], sink[0], plain[0], schema, origin, signer, drop
+    runs = Runs()
+    rows: StoredRows | None = None
+    kept = ""
+    for number in range(rounds):
+        for kind, helper, into in (("i", pool, runs.piped), ("s", None, runs.sink)):
+            name = fresh(kind, number)
+            store = PostgresLogStore(dsn, name, origin)
+            keys = PostgresKeyStore(dsn, keys_schema)
+            log = writer(store, keys, directory / name, signer)
+            with timed(into):
+                append_all(log, consumed, batch, helper)
+            keys.close()
+            store.close()
+            kept = name
+        plain_schema = fresh("p", number)
+        with psycopg.connect(dsn, autocommit=True) as db:
+            if rows is None:
+                db.execute(f'SET search_path TO "{kept}"')
+                rows = read_back(lambda sql: db.execute(sql).fetchall())
+            db.execute(f'SET search_path TO "{plain_schema}"')
+            with timed(runs.plain):
+                for part in rows.batches(batch, len(consumed)):
+                    with db.transaction(), db.cursor() as cursor:
+                        for table, table_rows in zip(TABLES, part, strict=True):
+                            if not table_rows:
+                                continue
+                            names = ", ".join(APPENDED_COLUMNS[table])
+                            sql = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
+                            with cursor.copy(sql) as copy:
+                                copy.set_types(list(PG_COPY_TYPES[table]))
+                                for row in table_rows:
+                                    copy.write_row(row)
+    return runs, kept, origin, signer, drop
 
 
 # -- verification --------------------------------------------------------------------------
@@ -508,21 +560,20 @@ def line(label: str, value: str, note: str = "") -> None:
 
 def measure_stores(
     args: argparse.Namespace, dsn: str, results: dict[str, Any]
-) -> tuple[dict[str, tuple[Timing, Timing, Timing]], list[Figure]]:
+) -> tuple[dict[str, Runs], list[Figure]]:
     """Appends and verification on SQLite, then on PostgreSQL if it answers."""
     from audit_sink.store_postgres import PostgresLogStore
     from audit_sink.store_sqlite import SqliteLogStore
 
     consumed = workload(args.entries)
     figures: list[Figure] = []
-    appends: dict[str, tuple[Timing, Timing, Timing]] = {}
+    appends: dict[str, Runs] = {}
     workdir = Path(tempfile.mkdtemp(prefix="audit-bench-"))
     pool = PreparePool(INDEX_KEY)
     try:
-        sink, piped, plain, path, origin, signer = sqlite_run(
-            consumed, args.batch, workdir / "sqlite", pool
+        appends["sqlite"], path, origin, signer = sqlite_run(
+            consumed, args.batch, workdir / "sqlite", pool, args.append_rounds
         )
-        appends["sqlite"] = (sink, piped, plain)
         figures.extend(
             verify_runs(
                 lambda: SqliteLogStore(path, origin, read_only=True),
@@ -537,11 +588,11 @@ def measure_stores(
             print(f"  PostgreSQL skipped: {reason}")
             results["postgres_skipped"] = reason
             return appends, figures
-        sink, piped, plain, schema, pg_origin, pg_signer, drop = pg_run(
-            consumed, args.batch, workdir / "postgres", dsn, pool
+        runs, schema, pg_origin, pg_signer, drop = pg_run(
+            consumed, args.batch, workdir / "postgres", dsn, pool, args.append_rounds
         )
         try:
-            appends["postgres"] = (sink, piped, plain)
+            appends["postgres"] = runs
             figures.extend(
                 verify_runs(
                     lambda: PostgresLogStore(dsn, schema, pg_origin),
@@ -576,15 +627,17 @@ def report_verify_ratios(figures: Sequence[Figure]) -> dict[str, float]:
     return ratios
 
 
-def report_appends(
-    appends: dict[str, tuple[Timing, Timing, Timing]], entries: int, results: dict[str, Any]
-) -> None:
+def report_appends(appends: dict[str, Runs], entries: int, results: dict[str, Any]) -> None:
+    """Each way's median round, and the ratios of the medians (each round's own ratio,
+    lowest and highest, beside them)."""
+    rounds = max((len(r.plain) for r in appends.values()), default=0)
     print(
         "\ndurable appends (one transaction per batch, a checkpoint signed per batch; "
-        "`audit-sink ingest` appends with the helper)"
+        f"`audit-sink ingest` appends with the helper; median of {rounds} interleaved round(s))"
     )
     results["appends"] = {}
-    for name, (sink, piped, plain) in appends.items():
+    for name, runs in appends.items():
+        sink, piped, plain = (Runs.median(r) for r in (runs.sink, runs.piped, runs.plain))
         for label, timing in (
             ("append_batch", sink),
             ("append_batch, next batch prepared in a helper (ingest)", piped),
@@ -595,23 +648,32 @@ def report_appends(
                 f"{timing.rate(entries):,.0f}/s",
                 f"cpu {timing.cpu / timing.wall:.2f}, {timing.cpu / entries * 1e6:.0f} µs/entry",
             )
-        for label, timing in (
-            ("append_batch / plain", sink),
-            ("as the ingest runs it (helper) / plain", piped),
+        for label, timing, each in (
+            ("append_batch / plain", sink, runs.ratios(runs.sink)),
+            ("as the ingest runs it (helper) / plain", piped, runs.ratios(runs.piped)),
         ):
             ratio = plain.wall / timing.wall
             verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
-            line(f"{name}: {label}", f"{ratio:.3f}", f"{verdict} {TARGET_RATIO} of plain")
+            spread = f"rounds {min(each):.2f}-{max(each):.2f}"
+            line(f"{name}: {label}", f"{ratio:.3f}", f"{verdict} {TARGET_RATIO}; {spread}")
         results["appends"][name] = {
             kind: {
                 "per_s": round(timing.rate(entries)),
                 "cpu_over_wall": round(timing.cpu / timing.wall, 2),
                 "cpu_us_per_entry": round(timing.cpu / entries * 1e6, 1),
+                "rounds_per_s": [round(entries / t.wall) for t in every],
             }
-            for kind, timing in (("append_batch", sink), ("pipelined", piped), ("plain", plain))
+            for kind, timing, every in (
+                ("append_batch", sink, runs.sink),
+                ("pipelined", piped, runs.piped),
+                ("plain", plain, runs.plain),
+            )
         }
         results["appends"][name]["append_batch_over_plain"] = round(plain.wall / sink.wall, 3)
         results["appends"][name]["pipelined_over_plain"] = round(plain.wall / piped.wall, 3)
+        results["appends"][name]["pipelined_over_plain_rounds"] = [
+            round(r, 3) for r in runs.ratios(runs.piped)
+        ]
         results["appends"][name]["target_ratio"] = TARGET_RATIO
         results["appends"][name]["ingest_meets_target"] = plain.wall / piped.wall >= TARGET_RATIO
 
@@ -645,12 +707,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=2000, help="records per transaction")
     parser.add_argument("--repeat", type=int, default=3, help="verification runs per way")
+    parser.add_argument(
+        "--append-rounds", type=int, default=3, help="interleaved rounds of the three appends"
+    )
     parser.add_argument("--proof-entries", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="10,000 entries, one run each")
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
         args.entries, args.repeat, args.proof_entries = 10_000, 1, 1 << 16
+        args.append_rounds = 1
     dsn = os.environ.get("SHARING_GUARD_TEST_PG_DSN", DEFAULT_PG_DSN)
     results: dict[str, Any] = {
         "machine": machine(),
