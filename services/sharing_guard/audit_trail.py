@@ -15,9 +15,13 @@ from sharing_guard.contract.events import (
     SubjectRightsChanged,
     TransferRequested,
 )
+from sharing_guard.contract.policy_events import PolicyPromoted
+
+Audited = Event | PolicyPromoted
+"""What the trail records: the contract's events and the policy's promotions."""
 
 
-def _subjects(event: Event) -> tuple[str | None, str | None, str | None, str | None]:
+def _subjects(event: Audited) -> tuple[str | None, str | None, str | None, str | None]:
     """(account_id, recipient_id, order_ref, actor) of an event, where it has them."""
     if isinstance(event, TransferRequested):
         return event.account_id, event.recipient.id, event.order_ref, None
@@ -33,10 +37,12 @@ def _subjects(event: Event) -> tuple[str | None, str | None, str | None, str | N
         return None, None, event.order_ref, event.approved_by
     if isinstance(event, OrderRevoked):
         return None, None, event.order_ref, event.revoked_by
+    if isinstance(event, PolicyPromoted):
+        return None, None, None, event.promoted_by
     raise TypeError(f"not a contract event: {type(event).__name__}")
 
 
-def _fields(event: Event, decision: Decision | None) -> dict[str, Any]:
+def _fields(event: Audited, decision: Decision | None) -> dict[str, Any]:
     account_id, recipient_id, order_ref, actor = _subjects(event)
     kind = AuditKind.DECISION if decision is not None else AuditKind.GOVERNANCE_CHANGE
     return {
@@ -56,12 +62,12 @@ def _fields(event: Event, decision: Decision | None) -> dict[str, Any]:
     }
 
 
-def audit_record(event: Event, decision: Decision | None = None) -> AuditRecord:
+def audit_record(event: Audited, decision: Decision | None = None) -> AuditRecord:
     """The audit record of a decision (with its transfer) or of a governance change."""
     return AuditRecord(**_fields(event, decision))
 
 
-def audit_avro_record(event: Event, decision: Decision | None = None) -> dict[str, Any]:
+def audit_avro_record(event: Audited, decision: Decision | None = None) -> dict[str, Any]:
     """The same audit record as the dict its Avro schema writes, built without the
     model: the guard writes one per decision, and skipping the model's validation and
     dump halves what that costs. The unit tests hold it to :func:`audit_record`."""

@@ -9,6 +9,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from sharing_guard.codec import CodecRegistry, contract_registry
+from sharing_guard.core.policy import PolicyError
 from sharing_guard.edge import logsafe
 from sharing_guard.policy_file import load_policy
 from sharing_guard.settings import GuardSettings
@@ -32,9 +33,11 @@ def build_worker(
     Metrics go to Prometheus (served on ``/metrics``) unless ``telemetry`` is given.
     """
     settings = settings or GuardSettings()
+    shadow = settings.shadow_policy_file
     return GuardWorker(
         settings=settings,
         policy=load_policy(settings.policy_file),
+        shadow=None if shadow is None else load_policy(shadow),
         registry=registry or contract_registry().limited_to(settings.max_record_bytes),
         telemetry=telemetry
         or build_telemetry([PrometheusMetricReader()], _tracer_provider(settings)),
@@ -91,10 +94,21 @@ def migrate_state(settings: GuardSettings | None = None) -> int:
 
 
 def run_worker(settings: GuardSettings | None = None) -> None:
-    """Check the broker's topics (:func:`preflight`), then run one guard worker in the
-    foreground until it is stopped (SIGINT/SIGTERM). Exits with status 2 and a message
-    when the topics do not fit the settings."""
+    """Check the policy files and the broker's topics (:func:`preflight`), then run one
+    guard worker in the foreground until it is stopped (SIGINT/SIGTERM). Exits with
+    status 2 and a message when a policy file is invalid or the topics do not fit."""
     settings = settings or GuardSettings()
+    for what, path in (
+        ("policy", settings.policy_file),
+        ("shadow policy", settings.shadow_policy_file),
+    ):
+        if path is None and what == "shadow policy":
+            continue
+        try:
+            load_policy(path)
+        except (OSError, PolicyError) as exc:
+            print(f"sharing-guard worker: refusing to start: {what} file: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
     try:
         window = asyncio.run(preflight(settings))
     except PreflightError as exc:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 from sharing_guard.contract.audit import AuditRecord
 from sharing_guard.contract.decision import Decision
 from sharing_guard.contract.events import EVENT_TYPES
+from sharing_guard.contract.policy_events import PolicyPromoted
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
@@ -172,9 +173,11 @@ class CodecRegistry:
 
 @cache
 def contract_registry() -> CodecRegistry:
-    """The registry of every contract record: the events, the decision, the audit record."""
+    """The registry of every contract record: the events, the policy promotion, the
+    decision, the audit record."""
     models: dict[str, type[BaseModel]] = {
         **EVENT_TYPES,
+        "PolicyPromoted": PolicyPromoted,
         "Decision": Decision,
         "AuditRecord": AuditRecord,
     }

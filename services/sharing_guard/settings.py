@@ -25,6 +25,8 @@ class Topics(BaseModel):
     dlq: str = "sharing.transfers.dlq"
     audit: str = "governance.audit"
     order_requests: str = "sharing.order-requests"
+    policy: str = "governance.policy"
+    shadow: str = "sharing.decisions.shadow"
 
 
 class GuardSettings(BaseSettings):
@@ -44,7 +46,16 @@ class GuardSettings(BaseSettings):
     account_partitions: int = Field(
         default=6, ge=1, description="Partitions of the account-keyed topics (co-partitioned)."
     )
-    policy_file: Path | None = Field(default=None, description="Policy file; default bundled.")
+    policy_file: Path | None = Field(
+        default=None,
+        description="Policy file enforced until a version is promoted (governance.policy); "
+        "default bundled.",
+    )
+    shadow_policy_file: Path | None = Field(
+        default=None,
+        description="A candidate policy decided beside the enforced one on live traffic; its "
+        "decisions go to the shadow topic and the metrics only (shadow mode). Default: none.",
+    )
     data_dir: Path = Field(
         default=Path(".cache/guard"),
         description="Local state (kept between restarts; rebuilt from the changelogs if lost).",

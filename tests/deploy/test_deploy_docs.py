@@ -106,6 +106,7 @@ def test_metric_names_are_the_exported_ones() -> None:
             tracer=TracerProvider().get_tracer("test"), meter=providers[0].get_meter("guard")
         )
         guard.lag[("t", 0)] = 1
+        guard.policy_versions["enforced"] = "p@1"
         _touch(guard)
         alerts = AlertsTelemetry(meter=providers[1].get_meter("alerts"))
         alerts.lag[("t", 0)] = 1

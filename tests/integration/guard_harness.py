@@ -27,7 +27,7 @@ from sharing_guard.codec import contract_registry
 from sharing_guard.contract import Decision, Event, RecipientType, TransferRequested
 from sharing_guard.settings import Topics
 
-ACCOUNT_TOPICS = ("transfers", "consents", "rights", "decisions", "approved", "blocked")
+ACCOUNT_TOPICS = ("transfers", "consents", "rights", "decisions", "approved", "blocked", "shadow")
 
 
 def free_port() -> int:

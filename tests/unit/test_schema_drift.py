@@ -58,6 +58,7 @@ from sharing_guard.contract import (
 from sharing_guard.contract import audit as audit_module
 from sharing_guard.contract import enums as enums_module
 from sharing_guard.contract.enums import ALLOW_BASES
+from sharing_guard.contract.policy_events import PolicyPromoted
 
 REPO_SCHEMAS = Path(__file__).parents[2] / "schemas" / "avro"
 NAMESPACE = "sharing."
@@ -84,6 +85,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     OrderRegistered,
     OrderApproved,
     OrderRevoked,
+    PolicyPromoted,
     Recipient,
     Decision,
     Reason,

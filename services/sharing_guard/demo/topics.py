@@ -18,8 +18,10 @@ from sharing_guard.settings import Topics
 ACCOUNT_PARTITIONS = 6
 """Partitions of the account-keyed topics (they must all match: co-partitioning)."""
 
-ACCOUNT_KEYED = frozenset({"transfers", "consents", "rights", "decisions", "approved", "blocked"})
-SINGLE_PARTITION = frozenset({"recipients", "orders", "order_requests", "dlq"})
+ACCOUNT_KEYED = frozenset(
+    {"transfers", "consents", "rights", "decisions", "approved", "blocked", "shadow"}
+)
+SINGLE_PARTITION = frozenset({"recipients", "orders", "order_requests", "dlq", "policy"})
 AUDIT_PARTITIONS = 3
 
 _UNKNOWN_TOPIC = 3

@@ -7,9 +7,11 @@ Three changelogs, named after the application id:
   and the governance event ids it has seen, all in partition *p*.
 * ``<app>-orders-state-changelog``, one partition: orders, their spent quota, the decisions
   of the order stage and the order event ids seen.
-* ``<app>-recipients-state-changelog``, one partition: registered recipients and the
-  recipient event ids seen. Written by the worker that owns ``governance.recipients``,
-  read by every worker (each needs every recipient).
+* ``<app>-recipients-state-changelog``, one partition: registered recipients, the
+  recipient and policy event ids seen, and the promoted policy versions
+  (:mod:`sharing_guard.stream.policies`). Written by the worker that owns
+  ``governance.recipients`` and ``governance.policy``, read by every worker (each needs
+  every recipient and the policy in force).
 
 A record's key names what it holds (``consent:…``, ``decision:…``, see :class:`Kind`);
 its value is the entry's bytes, or none (a tombstone) when the entry is removed. An
@@ -47,6 +49,7 @@ class Kind(StrEnum):
     ORDER = "order"
     DECISION = "decision"
     SEEN = "seen"
+    POLICY = "policy"
 
 
 def entry_key(kind: Kind, key: str) -> bytes:
@@ -55,7 +58,8 @@ def entry_key(kind: Kind, key: str) -> bytes:
 
 
 STATE_PREFIXES = tuple(
-    f"{kind.value}:".encode() for kind in (Kind.CONSENT, Kind.RIGHTS, Kind.RECIPIENT, Kind.ORDER)
+    f"{kind.value}:".encode()
+    for kind in (Kind.CONSENT, Kind.RIGHTS, Kind.RECIPIENT, Kind.ORDER, Kind.POLICY)
 )
 """Key prefixes of state records (not idempotency entries)."""
 

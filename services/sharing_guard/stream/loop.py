@@ -97,8 +97,16 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         t = settings.topics
         self.topics = t
         self.changelogs = Changelogs.of(settings.app_id)
-        self.state_topics = frozenset({t.consents, t.rights, t.recipients, t.orders})
-        self.inputs = [t.transfers, t.consents, t.rights, t.recipients, t.orders, t.order_requests]
+        self.state_topics = frozenset({t.consents, t.rights, t.recipients, t.orders, t.policy})
+        self.inputs = [
+            t.transfers,
+            t.consents,
+            t.rights,
+            t.recipients,
+            t.orders,
+            t.order_requests,
+            t.policy,
+        ]
         self.restorer = Restorer(
             settings.bootstrap_servers, store, int(settings.store_max_age_s * 1000)
         )
@@ -313,18 +321,21 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
         self, transfers: Mapping[TopicPartition, Sequence[Pending]], batch: Batch
     ) -> dict[int, bool]:
         """Catch up the state the ``transfers`` depend on: the consents and rights of
-        their partitions, and the recipients; per account partition, whether it is."""
+        their partitions, the recipients and the policy promotions; per account partition,
+        whether it is."""
         t = self.topics
         recipients = (
             Partition(t.recipients, 0)
             if TopicPartition(t.recipients, 0) in self._assigned
             else Partition(self.changelogs.recipients, 0)
         )
+        policy = Partition(t.policy, 0)
         needed = {
             tp.partition: [
                 Partition(t.consents, tp.partition),
                 Partition(t.rights, tp.partition),
                 recipients,
+                policy,
             ]
             for tp in transfers
         }
@@ -367,6 +378,8 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
                     reached[tp] = await self.consumer.position(kafka_tp) >= end
                     if not reached[tp]:
                         behind.append(kafka_tp)
+                elif tp.topic == self.topics.policy:  # applied by its owner (docs/ordering.md)
+                    reached[tp] = await self._policy_applied(end, batch, deadline)
                 else:  # a changelog this worker reads (the recipients of other workers)
                     position = self.store.position(tp.topic, tp.partition)
                     reached[tp] = position is not None and position >= end
@@ -392,6 +405,27 @@ class InputLoop(ConsumerRebalanceListener):  # type: ignore[misc]
             for rs in fetched.values():
                 self.processor.apply_governance(rs, batch, int(time.time() * 1000))
             self.telemetry.catch_up_fetches.add(1)
+
+    async def _policy_applied(self, end: int, batch: Batch, deadline: float) -> bool:
+        """Whether the owner of ``governance.policy`` has applied it up to ``end`` (into
+        the recipients changelog, followed here until it has or the deadline passes)."""
+        changelog = (self.changelogs.recipients, 0)
+        policies = self.processor.policies
+        while policies.applied(batch) < end:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            changelog_end = await self.end_offsets([Partition(*changelog)])
+            target = changelog_end[Partition(*changelog)]
+            position = self.store.position(*changelog)
+            if position is not None and position >= target:
+                await asyncio.sleep(min(0.05, remaining))  # the owner has not written it yet
+            else:
+                try:
+                    await self.restorer.follow(changelog, target, max(0.1, remaining))
+                except TimeoutError:
+                    return False
+        return True
 
     async def _fetch_or_yield(
         self, tps: Sequence[TopicPartition], timeout_s: float

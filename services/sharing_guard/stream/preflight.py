@@ -1,7 +1,8 @@
 """What a guard worker checks against the broker before it joins its group.
 
-* The input topics exist, the account topics have ``account_partitions`` partitions each
-  (co-partitioned), and recipients, orders and order requests have one.
+* The input topics exist (the shadow topic too, with a shadow policy), the account
+  topics have ``account_partitions`` partitions each (co-partitioned), and recipients,
+  orders, order requests and policy promotions have one.
 * The idempotency window fits the inputs' retention (:mod:`sharing_guard.stream.window`).
 * The changelog topics exist, compacted, with the partition counts the state needs; the
   worker creates the missing ones (``SHARING_GUARD_CHANGELOG_REPLICATION`` replicas).
@@ -54,7 +55,10 @@ async def preflight(settings: GuardSettings) -> Window:
         t.recipients: 1,
         t.orders: 1,
         t.order_requests: 1,
+        t.policy: 1,
     }
+    if settings.shadow_policy_file is not None:
+        expected[t.shadow] = n
     changelogs = Changelogs.of(settings.app_id)
     wanted_changelogs = {changelogs.account: n, changelogs.orders: 1, changelogs.recipients: 1}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers.split(","))

@@ -10,7 +10,14 @@ into a :class:`~sharing_guard.stream.batch.Batch` that the input loop makes dura
   with a snapshot of its account's facts, to the order stage.
 * An **order request** (the order stage, one partition) is decided on the order's state,
   an ALLOW spending one disclosure.
-* A record that does not decode (or does not belong on its topic) is a dead letter.
+* A **policy promotion** is checked and recorded (:mod:`sharing_guard.stream.policies`);
+  transfers are decided under the version in force when they are, and an order request
+  under the version its account's worker forwarded it with.
+* With a **shadow policy**, every fresh decision is also made under the candidate, on
+  the same facts; that decision goes to the shadow topic and the metrics, never to
+  routing, the state or the audit trail.
+* A record that does not decode (or does not belong on its topic) is a dead letter, as
+  is a promotion whose document is refused (the policy in force stays).
 """
 
 import json
@@ -37,8 +44,9 @@ from sharing_guard.contract.events import (
     SubjectRightsChanged,
     TransferRequested,
 )
+from sharing_guard.contract.policy_events import PolicyPromoted
 from sharing_guard.core.engine import Facts, evaluate, gather_facts, guard_error
-from sharing_guard.core.policy import Policy
+from sharing_guard.core.policy import Policy, PolicyError
 from sharing_guard.core.state import (
     ConsentState,
     OrderState,
@@ -59,6 +67,7 @@ from sharing_guard.stream.kafka_io import (
     encode_optional,
     header_list,
 )
+from sharing_guard.stream.policies import PolicyBook, check_promotion, refusal
 from sharing_guard.stream.state_codec import (
     decode_decision,
     decode_state,
@@ -71,6 +80,8 @@ from sharing_guard.stream.window import Window
 
 log = logging.getLogger(__name__)
 FACTS_HEADER = "guard.facts"
+POLICY_HEADER = "guard.decide-under"
+"""Header of a forwarded order request: the policy version its account's worker was in."""
 KIND_OF = {
     StateTable.CONSENTS: Kind.CONSENT,
     StateTable.RIGHTS: Kind.RIGHTS,
@@ -176,10 +187,13 @@ class Processor:
         registry: CodecRegistry,
         telemetry: Telemetry,
         window: Window,
+        *,
+        shadow: Policy | None = None,
     ) -> None:
         self.topics = topics
         self.changelogs = changelogs
-        self.policy = policy
+        self.policies = PolicyBook(policy, (changelogs.recipients, 0))
+        self.shadow = shadow
         self.registry = registry
         self.telemetry = telemetry
         self.window = window
@@ -192,12 +206,16 @@ class Processor:
             t.rights: (SubjectRightsChanged,),
             t.recipients: (RecipientRegistered, RecipientDeregistered),
             t.orders: (OrderRegistered, OrderApproved, OrderRevoked),
+            t.policy: (PolicyPromoted,),
         }
+        telemetry.policy_versions["enforced"] = policy.version
+        if shadow is not None:
+            telemetry.policy_versions["shadow"] = shadow.version
 
     def changelog_of(self, topic: str, partition: int) -> tuple[str, int]:
         """The changelog partition that holds the state an input partition changes."""
         t, c = self.topics, self.changelogs
-        if topic == t.recipients:
+        if topic in (t.recipients, t.policy):
             return c.recipients, 0
         if topic in (t.orders, t.order_requests):
             return c.orders, 0
@@ -215,20 +233,42 @@ class Processor:
                 seen = entry_key(Kind.SEEN, event.event_id)
                 if batch.get(changelog, part, seen) is None:
                     span, headers = self.telemetry.apply_span(event, header_list(record.headers))
-                    self._apply(event, changelog, part, batch)
-                    expires = self.window.expires_at(record.topic, now_ms)
-                    batch.write(changelog, part, Write(seen, event.type.encode(), expires))
-                    self._audit(batch, event, None, headers)
+                    if self._apply(event, record, changelog, part, batch):
+                        expires = self.window.expires_at(record.topic, now_ms)
+                        batch.write(changelog, part, Write(seen, event.type.encode(), expires))
+                        self._audit(batch, event, None, headers)
                     span.end()
+            if record.topic == self.topics.policy:
+                self.policies.mark_applied(record.offset + 1, batch)
             batch.processed(record.topic, record.partition, record.offset)
 
-    def _apply(self, event: GovernanceEvent, changelog: str, part: int, batch: Batch) -> None:
+    def _apply(
+        self,
+        event: GovernanceEvent | PolicyPromoted,
+        record: Any,
+        changelog: str,
+        part: int,
+        batch: Batch,
+    ) -> bool:
+        """Apply one event to the state; False when it is refused (a dead letter)."""
+        if isinstance(event, PolicyPromoted):
+            try:
+                policy = check_promotion(event)
+            except PolicyError as exc:
+                self.telemetry.policy_refused.add(1)
+                log.warning("policy promotion %s refused: %s", event.event_id, exc)
+                self._dead_letter(record, refusal(exc), batch)
+                return False
+            self.policies.promote(event, policy, batch)
+            log.warning("policy %s promoted (event %s)", policy.version, event.event_id)
+            return True
         change = state_change(event)
         key = entry_key(KIND_OF[change.table], change.key)
         raw = batch.get(changelog, part, key)
         current = None if raw is None else decode_state(change.table, raw)
         record = change.advance(current)
         batch.write(changelog, part, Write(key, None if record is None else encode_state(record)))
+        return True
 
     # --- transfers ----------------------------------------------------------------------
 
@@ -259,7 +299,9 @@ class Processor:
         self, pending: Sequence[Pending], caught_up: bool, batch: Batch, now_ms: int
     ) -> None:
         """Decide the transfers of one transfers partition (``caught_up``: its state is
-        applied up to where the ordering promise needs it; otherwise GUARD_ERROR)."""
+        applied up to where the ordering promise needs it; otherwise GUARD_ERROR), under
+        the policy in force."""
+        policy = self._in_force(batch)
         decided: list[tuple[Pending, Decision, bool]] = []
         for item in pending:
             transfer = item.transfer
@@ -270,16 +312,17 @@ class Processor:
                 decided.append((item, decode_decision(stored), True))
             elif not caught_up:
                 decided.append(
-                    self._store(self._fault(transfer.event_id), item, key, batch, now_ms)
+                    self._store(self._fault(transfer.event_id, policy), item, key, batch, now_ms)
                 )
             elif (
                 transfer.recipient.type is RecipientType.LAW_ENFORCEMENT
                 and transfer.order_ref is not None
             ):
-                self._forward_to_order_stage(item, batch)
+                self._forward_to_order_stage(item, batch, policy)
             else:
                 reader = self.reader.at(batch, item.partition)
-                decision = self._evaluate(transfer, partial(gather_facts, transfer, reader))
+                facts = partial(gather_facts, transfer, reader)
+                decision = self._evaluate(item, facts, policy, batch)
                 decided.append(self._store(decision, item, key, batch, now_ms))
             batch.processed(item.topic, item.partition, item.offset)
         self._publish(decided, batch)
@@ -292,7 +335,15 @@ class Processor:
         batch.write(changelog, part, Write(key, encode_decision(decision), expires))
         return item, decision, False
 
-    def _forward_to_order_stage(self, item: Pending, batch: Batch) -> None:
+    def _in_force(self, batch: Batch) -> Policy:
+        """The policy in force as the batch sees the state (noted for the log and the
+        metrics when it changes)."""
+        policy = self.policies.active(batch)
+        if self.policies.note_enforced(policy):
+            self.telemetry.policy_versions["enforced"] = policy.version
+        return policy
+
+    def _forward_to_order_stage(self, item: Pending, batch: Batch, policy: Policy) -> None:
         transfer = item.transfer
         facts = gather_facts(transfer, self.reader.at(batch, item.partition))
         snapshot = json.dumps(
@@ -308,7 +359,7 @@ class Processor:
             self.topics.order_requests,
             transfer.order_ref.encode(),
             item.raw,
-            [*item.headers, (FACTS_HEADER, snapshot)],
+            [*item.headers, (FACTS_HEADER, snapshot), (POLICY_HEADER, policy.version.encode())],
         )
 
     # --- the order stage ----------------------------------------------------------------
@@ -327,10 +378,12 @@ class Processor:
             if stored is not None:
                 decided.append((item, decode_decision(stored), True))
             else:
-                if caught_up:
-                    decision = self._evaluate(transfer, partial(self._order_facts, item, batch))
+                policy = self._forwarded_under(item, batch)
+                if caught_up and policy is not None:
+                    facts = partial(self._order_facts, item, batch)
+                    decision = self._evaluate(item, facts, policy, batch)
                 else:
-                    decision = self._fault(transfer.event_id)
+                    decision = self._fault(transfer.event_id, policy or self._in_force(batch))
                 if decision.outcome is Outcome.ALLOW and decision.order_ref is not None:
                     order = self.reader.at(batch, 0).order(decision.order_ref)
                     assert order is not None
@@ -345,6 +398,20 @@ class Processor:
                 decided.append(self._store(decision, item, key, batch, now_ms))
             batch.processed(item.topic, item.partition, item.offset)
         self._publish(decided, batch)
+
+    def _forwarded_under(self, item: Pending, batch: Batch) -> Policy | None:
+        """The policy an order request is decided under: the version its account's
+        worker was in (``None``, hence GUARD_ERROR, if this worker does not know it)."""
+        raw = dict(item.headers).get(POLICY_HEADER)
+        if raw is None:  # forwarded by a worker of an earlier release
+            return self._in_force(batch)
+        policy = self.policies.version(batch, raw.decode())
+        if policy is None:
+            log.warning(
+                "order request %s forwarded under a policy this worker does not know",
+                item.transfer.event_id,
+            )
+        return policy
 
     def _order_facts(self, item: Pending, batch: Batch) -> Facts:
         raw = dict(item.headers).get(FACTS_HEADER)
@@ -367,18 +434,45 @@ class Processor:
 
     # --- decisions and outputs ----------------------------------------------------------
 
-    def _evaluate(self, transfer: TransferRequested, facts: Callable[[], Facts]) -> Decision:
+    def _evaluate(
+        self, item: Pending, facts: Callable[[], Facts], policy: Policy, batch: Batch
+    ) -> Decision:
         """Gather the facts and decide; any fault (a state record that does not load,
-        a bug) blocks with GUARD_ERROR instead of stopping the worker (fail closed)."""
+        a bug) blocks with GUARD_ERROR instead of stopping the worker (fail closed).
+        With a shadow policy, decide under it too, on the same facts."""
+        transfer = item.transfer
         try:
-            return evaluate(transfer, facts(), self.policy)
+            gathered = facts()
+            decision = evaluate(transfer, gathered, policy)
         except Exception:
             log.exception("guard fault on transfer %s", transfer.event_id)
-            return self._fault(transfer.event_id)
+            return self._fault(transfer.event_id, policy)
+        if self.shadow is not None:
+            self._shadow(item, gathered, decision, batch)
+        return decision
 
-    def _fault(self, event_id: str) -> Decision:
+    def _fault(self, event_id: str, policy: Policy) -> Decision:
         self.telemetry.guard_errors.add(1)
-        return guard_error(event_id, self.policy)
+        return guard_error(event_id, policy)
+
+    def _shadow(self, item: Pending, facts: Facts, enforced: Decision, batch: Batch) -> None:
+        """Decide under the shadow policy and publish that decision to the shadow topic
+        (never routed, never stored, never audited); count agreement by reason."""
+        assert self.shadow is not None
+        transfer = item.transfer
+        try:
+            candidate = evaluate(transfer, facts, self.shadow)
+        except Exception:  # the candidate's fault never touches what is enforced
+            log.exception("shadow policy fault on transfer %s", transfer.event_id)
+            self.telemetry.shadow_faults.add(1)
+            return
+        agrees = self.telemetry.record_shadow(enforced, candidate)
+        batch.outputs.add(
+            self.topics.shadow,
+            transfer.account_id.encode(),
+            self.decision_codec.encode_record(decision_record(candidate)),
+            shadow_headers(enforced, agrees),
+        )
 
     def _publish(self, decided: Sequence[tuple[Pending, Decision, bool]], batch: Batch) -> None:
         """Publish, route and audit each decision (sent once the batch's changelog writes
@@ -441,3 +535,14 @@ class Processor:
                 record.offset,
             ),
         )
+
+
+def shadow_headers(enforced: Decision, agrees: bool) -> Headers:
+    """What a shadow decision's record says of the decision actually enforced."""
+    return [
+        ("guard.event_id", enforced.event_id.encode()),
+        ("guard.enforced_outcome", enforced.outcome.value.encode()),
+        ("guard.enforced_version", enforced.policy_version.encode()),
+        ("guard.enforced_codes", ",".join(code.value for code in enforced.codes).encode()),
+        ("guard.agrees", b"1" if agrees else b"0"),
+    ]

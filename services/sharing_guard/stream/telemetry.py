@@ -27,6 +27,7 @@ from opentelemetry.util.types import Attributes
 
 from sharing_guard.contract.decision import Decision
 from sharing_guard.contract.events import GovernanceEvent, TransferRequested
+from sharing_guard.contract.policy_events import PolicyPromoted
 
 Headers = list[tuple[str, bytes]]
 
@@ -47,11 +48,13 @@ class Decided(Protocol):
 
 @dataclass
 class Telemetry:
-    """The guard's instruments. ``lag`` is filled by the worker and read at scrape time."""
+    """The guard's instruments. ``lag`` and ``policy_versions`` (the version enforced and
+    the shadow's, by role) are filled by the worker and read at scrape time."""
 
     tracer: Tracer
     meter: Meter
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    policy_versions: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         meter = self.meter
@@ -84,6 +87,26 @@ class Telemetry:
         self.guard_errors = meter.create_counter(
             "sharing_guard_faults", description="Transfers blocked because the guard faulted"
         )
+        self.policy_refused = meter.create_counter(
+            "sharing_guard_policy_refused",
+            description="Policy promotions refused (invalid document; the policy in force stays)",
+        )
+        self.shadow_decisions = meter.create_counter(
+            "sharing_guard_shadow_decisions",
+            description="Decisions under the shadow policy, by agreement with those enforced",
+        )
+        self.shadow_disagreements = meter.create_counter(
+            "sharing_guard_shadow_disagreement_reasons",
+            description="Reason codes in one of a disagreeing pair of decisions, not the other",
+        )
+        self.shadow_faults = meter.create_counter(
+            "sharing_guard_shadow_faults", description="Transfers the shadow policy faulted on"
+        )
+        meter.create_observable_gauge(
+            "sharing_guard_policy",
+            callbacks=[self._observe_policy],
+            description="1 for the policy version enforced (role=enforced) and the shadow's",
+        )
         meter.create_observable_gauge(
             "sharing_guard_consumer_lag",
             callbacks=[self._observe_lag],
@@ -95,6 +118,31 @@ class Telemetry:
             Observation(value, {"topic": topic, "partition": partition})
             for (topic, partition), value in list(self.lag.items())
         ]
+
+    def _observe_policy(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(1, {"role": role, "version": version})
+            for role, version in list(self.policy_versions.items())
+        ]
+
+    def record_shadow(self, enforced: Decision, candidate: Decision) -> bool:
+        """Count a shadow decision against the one enforced; whether they agree (same
+        outcome, same reason codes). A disagreement counts each code found in one of the
+        two decisions and not in the other, labelled with the side that has it."""
+        ours, theirs = set(enforced.codes), set(candidate.codes)
+        agrees = enforced.outcome is candidate.outcome and ours == theirs
+        self.shadow_decisions.add(
+            1,
+            {
+                "agreement": "agree" if agrees else "disagree",
+                "enforced_outcome": enforced.outcome.value,
+                "shadow_outcome": candidate.outcome.value,
+            },
+        )
+        for side, codes in (("enforced", ours - theirs), ("shadow", theirs - ours)):
+            for code in codes:
+                self.shadow_disagreements.add(1, {"code": code.value, "only_in": side})
+        return agrees
 
     def decision_span(
         self, item: Decided, decision: Decision, duplicate: bool
@@ -116,7 +164,7 @@ class Telemetry:
         return self._continued("sharing_guard.decide", item.headers, attributes, item.received_ns)
 
     def apply_span(
-        self, event: GovernanceEvent, headers: Sequence[tuple[str, bytes]]
+        self, event: GovernanceEvent | PolicyPromoted, headers: Sequence[tuple[str, bytes]]
     ) -> tuple[Span, Headers]:
         """Start the span of a governance event being applied, continuing the trace of
         its record's headers; returns it with the headers for its audit record (carrying

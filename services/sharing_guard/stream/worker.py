@@ -83,13 +83,21 @@ class GuardWorker:
         registry: CodecRegistry,
         telemetry: Telemetry,
         window: Window,
+        *,
+        shadow: Policy | None = None,
     ) -> None:
         self.settings = settings
         self.telemetry = telemetry
         self.store = LocalStore(settings.data_dir / "state.sqlite3", cached=STATE_PREFIXES)
         self.liveness = Liveness(settings.liveness_timeout_s, time.monotonic())
         processor = Processor(
-            settings.topics, Changelogs.of(settings.app_id), policy, registry, telemetry, window
+            settings.topics,
+            Changelogs.of(settings.app_id),
+            policy,
+            registry,
+            telemetry,
+            window,
+            shadow=shadow,
         )
         self.loop = InputLoop(settings, processor, self.store, telemetry, self.liveness)
         self.app = GuardApp(
