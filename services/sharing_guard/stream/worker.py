@@ -100,6 +100,11 @@ class GuardWorker:
             shadow=shadow,
         )
         self.loop = InputLoop(settings, processor, self.store, telemetry, self.liveness)
+        log.warning(
+            "policy file version %s (enforced until a promoted version replaces it)%s",
+            policy.version,
+            "" if shadow is None else f"; shadow policy {shadow.version}",
+        )
         self.app = GuardApp(
             settings.app_id,
             datadir=str(settings.data_dir),
