@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 
-.PHONY: setup lock services stop browser demo test lint typecheck unit bench bench-kafka bench-scaleout bench-soak bench-edge bench-audit bench-audit-shards clean
+.PHONY: setup lock services stop browser demo test lint typecheck unit bench bench-kafka bench-scaleout bench-soak bench-edge bench-audit bench-audit-shards bench-whatif clean
 
 # constraints.txt pins every distribution to the version tested (`make lock` rewrites it).
 $(BIN)/.installed: pyproject.toml constraints.txt
@@ -69,6 +69,9 @@ bench-audit: services  ## audit sink: appends, verification, proofs (SQLite and 
 
 bench-audit-shards: services  ## audit sink: two sinks on 1, 2 and 3 shards against one single log (PostgreSQL)
 	$(BIN)/python benchmarks/audit_shards_bench.py $(BENCH_ARGS)
+
+bench-whatif: setup  ## what-if over 1,000,000 historical events against replay of the same events
+	$(BIN)/python benchmarks/whatif_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,9 +1,10 @@
-"""The ``audit-sink`` command line: ingest, keygen, verify, proof, export, query, erase, pg-schema.
+"""The ``audit-sink`` command line: ingest, keygen, verify, proof, export, query, history, erase,
+pg-schema.
 
 Settings come from ``AUDIT_SINK_*`` variables (:mod:`audit_sink.settings`); each command is
 a thin shell over a plain function (:mod:`audit_sink.ingest`, :mod:`audit_sink.verification`,
 :mod:`audit_sink.proofs`, :mod:`audit_sink.query`, :mod:`audit_sink.export`,
-:class:`audit_sink.writer.AuditLog`).
+:mod:`audit_sink.history`, :class:`audit_sink.writer.AuditLog`).
 Exit status: 0 success (for ``verify``: the log is intact), 1 the answer is negative
 (``verify`` found a problem, ``proof`` has no proof), 2 the command could not run (settings,
 keys, store). Messages never contain personal data: entries are named by index.
@@ -28,6 +29,7 @@ from typing import TextIO
 from sharing_guard.edge import logsafe
 
 from audit_sink import bootstrap
+from audit_sink.history import HistoryCounts, history_lines
 from audit_sink.pg_schema import heads_schema_sql, keystore_schema_sql, log_schema_sql
 from audit_sink.proofs import ProofError
 from audit_sink.query import InstantError, QueryCriteria, parse_instant
@@ -115,6 +117,17 @@ def _parser() -> argparse.ArgumentParser:
         "--to", dest="period_to", required=True, metavar="INSTANT", help="RFC 3339, exclusive"
     )
     report.add_argument("--format", choices=("table", "json"), default="table")
+
+    commands.add_parser(
+        "history",
+        help="the trail as JSON Lines for `sharing-guard what-if` (each decision with its "
+        "recorded outcome; erased accounts' entries as sealed placeholders)",
+        description="Write the trail's history to standard output as JSON Lines, in the "
+        "order the guard emitted it: each transfer with the decision recorded for it, each "
+        "governance change, and a placeholder without identifiers for each entry whose "
+        "identifiers cannot be opened (erased accounts). Pipe it into `sharing-guard what-if "
+        "--policy candidate.toml -` (docs/policy-change.md).",
+    )
 
     erase = commands.add_parser("erase", help="crypto-shred an account (right to erasure)")
     erase.add_argument("account", help="the account id, or - to read it from stdin")
@@ -367,6 +380,8 @@ def _run(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
         return _export(args, settings)
     if command in ("query", "erase"):
         return _with_keys(args, settings)
+    if command == "history":
+        return _history(settings)
     with member_readers(settings) as readers:
         if command == "proof":
             pinned = bootstrap.pinned_verifier(settings, args.vkey)
@@ -456,6 +471,49 @@ def _with_keys(args: argparse.Namespace, settings: AuditSinkSettings) -> int:
         return EXIT_OK
     finally:
         keys.close()
+
+
+def _history(settings: AuditSinkSettings) -> int:
+    """Write the trail's history (:mod:`audit_sink.history`) to stdout; counts to stderr.
+    The log is opened before the key store, so that no key file is made for a missing log."""
+    counts = HistoryCounts()
+    out = sys.stdout
+    try:
+        with member_readers(settings) as readers:
+            keys = bootstrap.open_keystore(settings)
+            try:
+                for line in history_lines(readers, keys, counts):
+                    out.write(line)
+                    out.write("\n")
+            finally:
+                keys.close()
+        out.flush()
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+        sys.stderr.close()
+        return EXIT_OK
+    skipped = [
+        f"{what} {n}"
+        for n, what in (
+            (counts.other_events, "records of other events (policy promotions)"),
+            (counts.anomalies, "anomaly entries"),
+            (counts.erasures, "erasure entries"),
+            (counts.unreadable, "leaves that do not decode (run audit-sink verify)"),
+        )
+        if n
+    ]
+    sealed = counts.sealed_decisions + counts.sealed_governance
+    unavailable = (
+        f", {counts.unavailable} unavailable: run audit-sink verify" if counts.unavailable else ""
+    )
+    print(
+        f"history: {counts.lines} lines from {counts.members} member log(s): "
+        f"{counts.decisions} decisions, {counts.governance} governance changes, {sealed} "
+        f"sealed placeholders ({counts.sealed_decisions} decisions, {counts.sealed_governance} "
+        f"governance changes{unavailable})"
+        + ("; skipped: " + ", ".join(skipped) if skipped else ""),
+        file=sys.stderr,
+    )
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

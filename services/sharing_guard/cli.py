@@ -20,6 +20,7 @@ from sharing_guard.core.policy import Policy, PolicyError
 from sharing_guard.explain import explain
 from sharing_guard.orders.cli import add_orders_parser, run_orders
 from sharing_guard.policy_file import load_policy
+from sharing_guard.promotion import add_policy_parser, run_policy
 from sharing_guard.replay import LineError, replay
 
 EXIT_OK, EXIT_INVALID_LINES, EXIT_CANNOT_START = 0, 1, 2
@@ -41,6 +42,30 @@ def _parser() -> argparse.ArgumentParser:
             help="JSON Lines input, or - for standard input (the default unless it is a terminal)",
         )
         sub.add_argument("--policy", type=Path, help="policy file (default: the bundled one)")
+    what_if = commands.add_parser(
+        "what-if",
+        help="re-decide a history under a candidate policy and report what would change",
+        description="Re-decide a history (JSON Lines as replay reads them, optionally with "
+        "the decision recorded for each transfer: audit-sink history) under a candidate "
+        "policy and report the decisions that would change, grouped, with the rule behind "
+        "each. Exit status: 0 no change, 1 some change, 2 error (docs/policy-change.md).",
+    )
+    what_if.add_argument(
+        "file",
+        nargs="?",
+        help="JSON Lines history, or - for standard input (the default unless it is a terminal)",
+    )
+    what_if.add_argument("--policy", type=Path, required=True, help="the candidate policy file")
+    what_if.add_argument(
+        "--baseline",
+        type=Path,
+        help="the policy that decides the old side of lines without a recorded decision "
+        "(default: the bundled one)",
+    )
+    what_if.add_argument("--format", choices=("text", "json"), default="text")
+    what_if.add_argument(
+        "--examples", type=int, default=5, metavar="N", help="event ids per group (default 5)"
+    )
     commands.add_parser(
         "worker",
         help="run a guard worker on Kafka (configured by SHARING_GUARD_* variables)",
@@ -60,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         "see docs/alerts.md for its settings.",
     )
     add_orders_parser(commands)
+    add_policy_parser(commands)
     return parser
 
 
@@ -113,6 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "orders":
         return run_orders(args)
+    if args.command == "policy":
+        return run_policy(args)
+    if args.command == "what-if":
+        from sharing_guard.whatif.command import run_whatif
+
+        return run_whatif(args)
     if args.command == "migrate-faust-state":
         from sharing_guard.bootstrap import migrate_state
 
