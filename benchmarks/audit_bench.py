@@ -18,7 +18,7 @@
    kind and schema (tables, indexes, triggers) in the same batches and transactions, the
    plainest bulk way (SQLite ``executemany``, PostgreSQL binary ``COPY``). The ratio says
    what the sink adds on top of the database. The three run in ``--append-rounds``
-   interleaved rounds (default 3), each into fresh databases; the figures are each way's
+   interleaved rounds (default 5), each into fresh databases; the figures are each way's
    median round, so one disturbed run (a checkpoint of the WAL, a neighbour's burst of
    fsyncs) moves neither side of the ratio.
 2. **Full verification** of the SQLite and the PostgreSQL log just written, serial and with
@@ -708,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=2000, help="records per transaction")
     parser.add_argument("--repeat", type=int, default=3, help="verification runs per way")
     parser.add_argument(
-        "--append-rounds", type=int, default=3, help="interleaved rounds of the three appends"
+        "--append-rounds", type=int, default=5, help="interleaved rounds of the three appends"
     )
     parser.add_argument("--proof-entries", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="10,000 entries, one run each")

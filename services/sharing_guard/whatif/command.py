@@ -10,15 +10,12 @@ Messages name files, fields and counts, never a value of an event.
 """
 
 import argparse
-import gc
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
 
 from sharing_guard.core.policy import Policy, PolicyError
+from sharing_guard.history_input import open_input, pause_collector, stdin_is_terminal
 from sharing_guard.policy_file import load_policy
 from sharing_guard.replay import LineError
 from sharing_guard.whatif.report import build_report, render_text
@@ -26,15 +23,6 @@ from sharing_guard.whatif.run import what_if
 
 EXIT_UNCHANGED, EXIT_CHANGED, EXIT_ERROR = 0, 1, 2
 _PROG = "sharing-guard what-if"
-
-
-@contextmanager
-def _open_input(name: str) -> Iterator[BinaryIO]:
-    if name == "-":
-        yield sys.stdin.buffer
-    else:
-        with Path(name).open("rb") as handle:
-            yield handle
 
 
 def _load(path: Path | None, what: str) -> Policy | str:
@@ -62,7 +50,7 @@ def run_whatif(args: argparse.Namespace) -> int:
         return _fail("--examples must be 0 or more")
     name = args.file
     if name is None:
-        if sys.stdin is None or sys.stdin.isatty():
+        if stdin_is_terminal():
             return _fail(
                 "no history given, and standard input is a terminal. Give a JSON Lines file "
                 "(sharing-guard what-if --policy candidate.toml history.jsonl) or pipe it in "
@@ -75,11 +63,9 @@ def run_whatif(args: argparse.Namespace) -> int:
     candidate = _load(args.policy, "candidate")
     if isinstance(candidate, str):
         return _fail(candidate)
-    # The run only accumulates state: keep the collector from rescanning it (as replay).
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+    pause_collector()
     try:
-        with _open_input(name) as lines:
+        with open_input(name) as lines:
             tally = what_if(
                 lines, baseline, candidate, examples=args.examples, invalid=_report_invalid
             )
