@@ -8,6 +8,10 @@ promotion, and shadow mode (docs/policy-change.md).
   produced after the promotion was acknowledged is decided under the new version and by
   its rules; both workers report the new version; the audit topic records who promoted
   what with the what-if summary. Promoting the old file again rolls back the same way.
+* **The wait, forced.** With the topic's owner stopped (SIGSTOP) when a promotion is
+  acknowledged, the other worker leaves a later transfer undecided until the owner,
+  resumed, has applied it, then decides it under the new version; kept stopped past the
+  catch-up timeout, the transfer is blocked with GUARD_ERROR, never decided under the old.
 * **A refused promotion** (a document that does not hash to the version it claims) goes
   to the dead-letter topic with the reason, and the workers keep the version in force.
 * **Shadow mode.** One worker runs a candidate beside the enforced policy over a mixed
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import signal
 import threading
 import time
 import uuid
@@ -178,13 +183,7 @@ def test_a_promotion_switches_every_partition_once_across_two_workers(
     report = tmp_path / "what-if.json"
     report.write_text(json.dumps({"summary": {"transfers": 10, "changed": 4}}))
     settings = GuardSettings(bootstrap_servers=kafka_bootstrap, topics=topics)
-    workers = [
-        GuardProcess(
-            guard_env(kafka_bootstrap, topics, app_id, tmp_path / f"data-{n}"),
-            tmp_path / f"worker-{n}.log",
-        ).start()
-        for n in (0, 1)
-    ]
+    workers = start_workers(kafka_bootstrap, topics, tmp_path, app_id)
     reader = DecisionReader(kafka_bootstrap, topics)
     try:
         with diagnosed(*workers):
@@ -373,3 +372,119 @@ def test_shadow_mode_decides_beside_the_policy_and_changes_nothing_enforced(
     policy = "sharing_guard_policy"
     assert metric(metrics, policy, role="shadow", version=candidate.version) == 1
     assert metric(metrics, policy, role="enforced", version=enforced.version) == 1
+
+
+def promotion_of(path: Path) -> PolicyPromoted:
+    """The promotion ``policy promote`` would publish for ``path``."""
+    policy = parse_policy(path.read_text())
+    return PolicyPromoted(
+        event_id=f"policy-{uuid.uuid4()}",
+        occurred_at=datetime.now(UTC),
+        policy_name=policy.name,
+        version=policy.version,
+        document=path.read_text(),
+        promoted_by="officer.ada",
+        what_if="{}",
+    )
+
+
+def start_workers(
+    bootstrap: str, topics: Topics, tmp_path: Path, app_id: str, **env: str
+) -> list[GuardProcess]:
+    """Two workers of one group, each with its own data directory and ``env`` added."""
+    workers = []
+    for n in (0, 1):
+        environment = guard_env(bootstrap, topics, app_id, tmp_path / f"data-{n}")
+        environment.update(env)
+        workers.append(GuardProcess(environment, tmp_path / f"worker-{n}.log").start())
+    return workers
+
+
+def owned(metrics_text: str, topic: str) -> set[int]:
+    """The partitions of ``topic`` a worker owns, from its lag gauge."""
+    found = set()
+    for line in metrics_text.splitlines():
+        if line.startswith("sharing_guard_consumer_lag{") and f'topic="{topic}"' in line:
+            found.add(int(line.split('partition="', 1)[1].split('"', 1)[0]))
+    return found
+
+
+def owner_and_account(
+    workers: list[GuardProcess], client: TransferClient, reader: DecisionReader, topics: Topics
+) -> tuple[int, str]:
+    """Which worker owns ``governance.policy``, and an account whose transfers the other
+    one decides (learnt from a first transfer of 48 accounts and the lag gauges)."""
+    partition_of = {}
+    warm = [transfer(f"acct-{n}") for n in range(48)]
+    for event in warm:
+        partition_of[event.account_id] = client.publish_async(event).get(30).partition
+    reader.wait_for([e.event_id for e in warm])
+    time.sleep(2)  # the lag gauges are measured every second
+    texts = [w.metrics() for w in workers]
+    owner = next(n for n in (0, 1) if owned(texts[n], topics.policy) == {0})
+    theirs = owned(texts[1 - owner], topics.transfers)
+    assert theirs, "the other worker owns no transfers partition"
+    return owner, next(a for a, p in partition_of.items() if p in theirs)
+
+
+def test_a_worker_waits_for_the_promotion_its_transfer_came_after(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """Forces the wait of a worker that does not own ``governance.policy``: the owner is
+    stopped (SIGSTOP) when a promotion is acknowledged, then a transfer of the other
+    worker's partitions is produced. The other worker must not decide it under the old
+    version: it waits until the owner, resumed, has applied the promotion, then decides it
+    under the new one. A second transfer, produced while the owner stays stopped past the
+    catch-up timeout, is blocked with GUARD_ERROR (fail closed), never decided under the
+    old version."""
+    topics = fresh_topics(kafka_bootstrap)
+    app_id = f"wait-{topics.transfers[-8:]}"
+    new = parse_policy(stricter(tmp_path).read_text())
+    settings = GuardSettings(bootstrap_servers=kafka_bootstrap, topics=topics)
+    workers = start_workers(
+        kafka_bootstrap,
+        topics,
+        tmp_path,
+        app_id,
+        SHARING_GUARD_SESSION_TIMEOUT_S="60",  # a stopped owner keeps its partitions
+        SHARING_GUARD_CATCH_UP_TIMEOUT_S="8",
+    )
+    reader = DecisionReader(kafka_bootstrap, topics)
+    client = TransferClient(kafka_bootstrap, topics=topics)
+    try:
+        with diagnosed(*workers):
+            for worker in workers:
+                worker.wait_ready()
+            owner, account = owner_and_account(workers, client, reader, topics)
+            owner_process = workers[owner].process
+            assert owner_process is not None
+            owner_process.send_signal(signal.SIGSTOP)
+            try:
+                publish(promotion_of(stricter(tmp_path)), settings)
+                waiting = transfer(account)
+                client.publish_async(waiting).get(timeout=30)
+                time.sleep(3)
+                early = dict(reader.first)
+            finally:
+                owner_process.send_signal(signal.SIGCONT)
+            decided = reader.wait_for([waiting.event_id])[waiting.event_id]
+
+            owner_process.send_signal(signal.SIGSTOP)
+            try:
+                publish(promotion_of(stricter(tmp_path, age=17)), settings)
+                late = transfer(account)
+                client.publish_async(late).get(timeout=30)
+                blocked = reader.wait_for([late.event_id], timeout_s=40)[late.event_id]
+            finally:
+                owner_process.send_signal(signal.SIGCONT)
+    finally:
+        client.close()
+        reader.close()
+        for worker in workers:
+            worker.stop()
+
+    assert waiting.event_id not in early  # it waited for the stopped owner
+    assert decided.policy_version == new.version
+    assert [r.code for r in decided.reasons] == ["CHILD_DATA"]
+    assert [r.code for r in blocked.reasons] == ["GUARD_ERROR"]
+    assert blocked.policy_version == new.version  # the version in force, not the pending one
