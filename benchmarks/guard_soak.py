@@ -83,7 +83,16 @@ def set_retention(bootstrap: str, topics: Topics, retention_s: float) -> None:
     ]
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        admin.alter_configs(resources)
+        for attempt in range(100):
+            # kafka-python (3.x) checks each name against the topic's described configs
+            # first; a topic created a moment ago may describe none yet.
+            try:
+                admin.alter_configs(resources)
+                break
+            except ValueError:
+                if attempt == 99:
+                    raise
+                time.sleep(0.1)
         for _ in range(300):
             described = admin.describe_configs(resources)["topic"].values()
             if all(c.get("retention.ms", {}).get("value") == ms for c in described):
