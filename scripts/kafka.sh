@@ -249,9 +249,14 @@ java_cmd() {
 
 format_storage() {
     [[ -f $DATA_DIR/meta.properties ]] && return 0
-    # A cluster id is a base64url UUID without padding (what `StorageTool random-uuid` prints).
+    # A cluster id is a base64url UUID without padding (what `StorageTool random-uuid` prints),
+    # drawn again while it begins with '-' (as Kafka's own Uuid.randomUuid does): the tools'
+    # argument parsers would read such an id as an option (a 1-in-64 draw; it failed a run here).
     local id
     id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    while [[ $id == -* ]]; do
+        id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     log "formatting KRaft storage in $DATA_DIR (cluster id $id)"
     # shellcheck disable=SC2046
     $(java_cmd) -Dlog4j2.configurationFile="$LOG4J_PROPERTIES" -Dkafka.logs.dir="$LOG_DIR" \
