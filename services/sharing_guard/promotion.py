@@ -24,7 +24,7 @@ from kafka.errors import KafkaError
 
 from sharing_guard.codec import DecodeError, contract_registry
 from sharing_guard.contract.policy_events import MAX_WHAT_IF_CHARS, PolicyPromoted
-from sharing_guard.core.policy import Policy, PolicyError, parse_policy
+from sharing_guard.core.policy import Policy, PolicyError, check_promotion, parse_policy
 from sharing_guard.edge.identifiers import officer_id
 from sharing_guard.settings import GuardSettings
 
@@ -132,7 +132,8 @@ def what_if_summary(path: Path | None) -> str:
 
 
 def in_force(settings: GuardSettings) -> InForce:
-    """Read ``governance.policy`` from its start: the latest promotion that is valid."""
+    """Read ``governance.policy`` from its start: the latest promotion the workers accept
+    (:func:`~sharing_guard.core.policy.check_promotion`, the rule they apply)."""
     topic = settings.topics.policy
     try:
         consumer = KafkaConsumer(
@@ -162,7 +163,7 @@ def in_force(settings: GuardSettings) -> InForce:
                     if not isinstance(event, PolicyPromoted):
                         continue
                     try:
-                        parse_policy(event.document)
+                        check_promotion(event)
                     except PolicyError:
                         continue  # refused by the workers too
                     found = InForce(

@@ -51,7 +51,7 @@ from sharing_guard.contract import Decision, TransferRequested
 from sharing_guard.contract.policy_events import PolicyPromoted
 from sharing_guard.core.policy import parse_policy
 from sharing_guard.policy_file import load_policy
-from sharing_guard.promotion import publish, run_policy
+from sharing_guard.promotion import in_force, publish, run_policy
 from sharing_guard.replay import replay
 from sharing_guard.settings import GuardSettings, Topics
 from sharing_guard.simulation import simulate, to_jsonl
@@ -276,6 +276,7 @@ def test_a_promotion_whose_document_does_not_match_its_version_is_refused(
                 pass
             letters = dead.records
             refused = worker.counter("sharing_guard_policy_refused_total")
+            seen_in_force = in_force(settings).version  # what `policy active` reports
     finally:
         client.close()
         reader.close()
@@ -289,6 +290,7 @@ def test_a_promotion_whose_document_does_not_match_its_version_is_refused(
     assert "policy promotion refused" in reason
     assert "claims" in reason
     assert refused == 1
+    assert seen_in_force is None  # the command applies the workers' rule: none in force
 
 
 def test_shadow_mode_decides_beside_the_policy_and_changes_nothing_enforced(

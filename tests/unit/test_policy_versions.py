@@ -18,11 +18,11 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from sharing_guard.contract.decision import Decision
 from sharing_guard.contract.policy_events import MAX_WHAT_IF_CHARS, PolicyPromoted
 from sharing_guard.core.engine import reason
-from sharing_guard.core.policy import PolicyError, parse_policy
+from sharing_guard.core.policy import PolicyError, check_promotion, parse_policy
 from sharing_guard.policy_file import load_policy
 from sharing_guard.promotion import PromotionError, run_policy, what_if_summary
 from sharing_guard.stream.batch import Batch
-from sharing_guard.stream.policies import PolicyBook, check_promotion, refusal
+from sharing_guard.stream.policies import PolicyBook, refusal
 from sharing_guard.stream.store import LocalStore
 from sharing_guard.stream.telemetry import build_telemetry
 

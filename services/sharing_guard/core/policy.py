@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from sharing_guard.contract.enums import ALLOW_BASES, Clause, Purpose, ReasonCode, RecipientType
+from sharing_guard.contract.policy_events import PolicyPromoted
 
 
 class PolicyError(ValueError):
@@ -113,3 +114,16 @@ def parse_policy(text: str) -> Policy:
         clause_texts=dict(doc.clauses),
         code_texts=dict(doc.codes),
     )
+
+
+def check_promotion(event: PolicyPromoted) -> Policy:
+    """The policy a promotion carries, or :class:`PolicyError` saying why it is refused
+    (the document is invalid, or does not hash to the version or name it claims)."""
+    policy = parse_policy(event.document)
+    if policy.version != event.version:
+        raise PolicyError(
+            f"the document's version is {policy.version}, the promotion claims {event.version}"
+        )
+    if policy.name != event.policy_name:
+        raise PolicyError(f"the document is named {policy.name}, not {event.policy_name}")
+    return policy

@@ -54,19 +54,6 @@ class Active:
         return cls(version=str(data["version"]), event_id=str(data["event_id"]))
 
 
-def check_promotion(event: PolicyPromoted) -> Policy:
-    """The policy a promotion carries, or :class:`PolicyError` saying why it is refused
-    (the document is invalid, or does not hash to the version or name it claims)."""
-    policy = parse_policy(event.document)
-    if policy.version != event.version:
-        raise PolicyError(
-            f"the document's version is {policy.version}, the promotion claims {event.version}"
-        )
-    if policy.name != event.policy_name:
-        raise PolicyError(f"the document is named {policy.name}, not {event.policy_name}")
-    return policy
-
-
 class PolicyBook:
     """The policies one worker knows, read through a batch from the changelog partition
     ``where`` (the recipients changelog, partition 0). Parsed documents are kept by

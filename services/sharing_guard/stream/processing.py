@@ -46,7 +46,7 @@ from sharing_guard.contract.events import (
 )
 from sharing_guard.contract.policy_events import PolicyPromoted
 from sharing_guard.core.engine import Facts, evaluate, gather_facts, guard_error
-from sharing_guard.core.policy import Policy, PolicyError
+from sharing_guard.core.policy import Policy, PolicyError, check_promotion
 from sharing_guard.core.state import (
     ConsentState,
     OrderState,
@@ -67,7 +67,7 @@ from sharing_guard.stream.kafka_io import (
     encode_optional,
     header_list,
 )
-from sharing_guard.stream.policies import PolicyBook, check_promotion, refusal
+from sharing_guard.stream.policies import PolicyBook, refusal
 from sharing_guard.stream.state_codec import (
     decode_decision,
     decode_state,
