@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 from sharing_guard.codec import CodecRegistry, contract_registry
-from sharing_guard.core.policy import PolicyError
+from sharing_guard.core.policy import Policy, PolicyError
 from sharing_guard.edge import logsafe
 from sharing_guard.policy_file import load_policy
 from sharing_guard.settings import GuardSettings
@@ -26,6 +26,7 @@ def build_worker(
     settings: GuardSettings | None = None,
     telemetry: Telemetry | None = None,
     registry: CodecRegistry | None = None,
+    policies: tuple[Policy, Policy | None] | None = None,
 ) -> GuardWorker:
     """A guard worker from the environment's settings (or the ones given), keeping
     idempotency entries for ``window`` (see :func:`~sharing_guard.stream.preflight.preflight`).
@@ -33,16 +34,31 @@ def build_worker(
     Metrics go to Prometheus (served on ``/metrics``) unless ``telemetry`` is given.
     """
     settings = settings or GuardSettings()
-    shadow = settings.shadow_policy_file
+    policy, shadow = policies or load_policies(settings)
     return GuardWorker(
         settings=settings,
-        policy=load_policy(settings.policy_file),
-        shadow=None if shadow is None else load_policy(shadow),
+        policy=policy,
+        shadow=shadow,
         registry=registry or contract_registry().limited_to(settings.max_record_bytes),
         telemetry=telemetry
         or build_telemetry([PrometheusMetricReader()], _tracer_provider(settings)),
         window=window,
     )
+
+
+def load_policies(settings: GuardSettings) -> tuple[Policy, Policy | None]:
+    """The policy file and the shadow policy file (if any), each parsed once. Raises
+    :class:`PolicyError` naming the file that failed (unreadable or invalid)."""
+    try:
+        policy = load_policy(settings.policy_file)
+    except (OSError, PolicyError) as exc:
+        raise PolicyError(f"policy file: {exc}") from exc
+    if settings.shadow_policy_file is None:
+        return policy, None
+    try:
+        return policy, load_policy(settings.shadow_policy_file)
+    except (OSError, PolicyError) as exc:
+        raise PolicyError(f"shadow policy file: {exc}") from exc
 
 
 def _tracer_provider(settings: GuardSettings) -> TracerProvider:
@@ -98,24 +114,19 @@ def run_worker(settings: GuardSettings | None = None) -> None:
     guard worker in the foreground until it is stopped (SIGINT/SIGTERM). Exits with
     status 2 and a message when a policy file is invalid or the topics do not fit."""
     settings = settings or GuardSettings()
-    for what, path in (
-        ("policy", settings.policy_file),
-        ("shadow policy", settings.shadow_policy_file),
-    ):
-        if path is None and what == "shadow policy":
-            continue
-        try:
-            load_policy(path)
-        except (OSError, PolicyError) as exc:
-            print(f"sharing-guard worker: refusing to start: {what} file: {exc}", file=sys.stderr)
-            raise SystemExit(2) from None
+    try:
+        policies = load_policies(settings)
+    except (OSError, PolicyError) as exc:
+        print(f"sharing-guard worker: refusing to start: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         window = asyncio.run(preflight(settings))
     except PreflightError as exc:
         print(f"sharing-guard worker: refusing to start: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     provider = _tracer_provider(settings)
-    worker = build_worker(window, settings, build_telemetry([PrometheusMetricReader()], provider))
+    telemetry = build_telemetry([PrometheusMetricReader()], provider)
+    worker = build_worker(window, settings, telemetry, policies=policies)
     try:
         faust_worker(worker.app, worker.settings.log_level).execute_from_commandline()
     finally:
